@@ -1,0 +1,210 @@
+//! vxd's settings: one [`Settings`] struct, read from a TOML file and `VX_*`
+//! environment variables, with XDG defaults.
+//!
+//! The commented example file `config/vxd.example.toml` is the documentation
+//! of every key; the binary embeds it ([`EXAMPLE_TOML`]) and a test checks that
+//! it parses to exactly [`Settings::default`].
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const EXAMPLE_TOML: &str = include_str!("../../../config/vxd.example.toml");
+
+/// Every plugin this build of vx knows, in the order they run.
+pub const KNOWN_PLUGINS: &[&str] = &["keyframes"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("unknown plugin {0:?} (known: {known})", known = KNOWN_PLUGINS.join(", "))]
+    UnknownPlugin(String),
+    #[error("{0} must be positive")]
+    NotPositive(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub watch: Vec<PathBuf>,
+    pub state_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub socket: PathBuf,
+    pub plugins: Vec<String>,
+    pub settle_ms: u64,
+    pub frame_interval_s: f64,
+    pub max_frames: usize,
+    pub frame_max_side: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            watch: vec![],
+            state_dir: PathBuf::new(),
+            cache_dir: PathBuf::new(),
+            socket: PathBuf::new(),
+            plugins: vec![],
+            settle_ms: 1000,
+            frame_interval_s: 0.5,
+            max_frames: 240,
+            frame_max_side: 640,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `path` (or the XDG config file when `None` and it exists),
+    /// applies `VX_*` overrides, fills in XDG defaults and validates.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let path = path.map(Path::to_owned).or_else(|| {
+            let p = xdg_dir("XDG_CONFIG_HOME", ".config").join("vx/vxd.toml");
+            p.exists().then_some(p)
+        });
+        let mut s = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+                Self::from_toml(&text)
+                    .map_err(|message| ConfigError::Parse { path: p.clone(), message })?
+            }
+            None => Self::default(),
+        };
+        s.apply_env(|k| std::env::var_os(k));
+        s.finish()
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<std::ffi::OsString>) {
+        if let Some(v) = var("VX_WATCH") {
+            self.watch = std::env::split_paths(&v).collect();
+        }
+        if let Some(v) = var("VX_STATE_DIR") {
+            self.state_dir = v.into();
+        }
+        if let Some(v) = var("VX_CACHE_DIR") {
+            self.cache_dir = v.into();
+        }
+        if let Some(v) = var("VX_SOCKET") {
+            self.socket = v.into();
+        }
+        if let Some(v) = var("VX_PLUGINS") {
+            let v = v.to_string_lossy();
+            self.plugins = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        }
+    }
+
+    fn finish(mut self) -> Result<Self, ConfigError> {
+        self.watch = self.watch.iter().map(|p| expand_home(p)).collect();
+        if self.state_dir.as_os_str().is_empty() {
+            self.state_dir = xdg_dir("XDG_STATE_HOME", ".local/state").join("vx");
+        }
+        if self.cache_dir.as_os_str().is_empty() {
+            self.cache_dir = default_cache_dir();
+        }
+        if self.socket.as_os_str().is_empty() {
+            self.socket = default_socket();
+        }
+        self.state_dir = expand_home(&self.state_dir);
+        self.cache_dir = expand_home(&self.cache_dir);
+        self.socket = expand_home(&self.socket);
+        if self.plugins.is_empty() {
+            // No plugin needs a model yet, so every known plugin is installed.
+            self.plugins = KNOWN_PLUGINS.iter().map(|s| s.to_string()).collect();
+        }
+        if let Some(p) = self.plugins.iter().find(|p| !KNOWN_PLUGINS.contains(&p.as_str())) {
+            return Err(ConfigError::UnknownPlugin(p.clone()));
+        }
+        if self.frame_interval_s.is_nan() || self.frame_interval_s <= 0.0 {
+            return Err(ConfigError::NotPositive("frame_interval_s"));
+        }
+        if self.max_frames == 0 {
+            return Err(ConfigError::NotPositive("max_frames"));
+        }
+        if self.frame_max_side < 16 {
+            return Err(ConfigError::NotPositive("frame_max_side (at least 16)"));
+        }
+        Ok(self)
+    }
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn expand_home(p: &Path) -> PathBuf {
+    match p.strip_prefix("~") {
+        Ok(rest) => home().join(rest),
+        Err(_) => p.to_owned(),
+    }
+}
+
+fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var).map(PathBuf::from) {
+        Some(p) if p.is_absolute() => p,
+        _ => home().join(fallback),
+    }
+}
+
+/// `$XDG_CACHE_HOME/vx`: thumbnails, models and the ONNX Runtime library.
+pub fn default_cache_dir() -> PathBuf {
+    xdg_dir("XDG_CACHE_HOME", ".cache").join("vx")
+}
+
+/// `$XDG_RUNTIME_DIR/vx/vxd.sock`, or `/tmp/vx-$UID/vxd.sock` without a runtime dir.
+pub fn default_socket() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(p) if p.is_absolute() => p.join("vx/vxd.sock"),
+        _ => {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::getuid() };
+            PathBuf::from(format!("/tmp/vx-{uid}/vxd.sock"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_example_parses_to_the_defaults() {
+        assert_eq!(Settings::from_toml(EXAMPLE_TOML).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_plugins_are_clear_errors() {
+        let err = Settings::from_toml("wacth = []").unwrap_err();
+        assert!(err.contains("wacth"), "{err}");
+        let s = Settings { plugins: vec!["nope".into()], ..Default::default() };
+        let err = s.finish().unwrap_err().to_string();
+        assert!(err.contains("nope") && err.contains("keyframes"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults_fill_the_rest() {
+        let mut s = Settings::from_toml("watch = ['/a']\nsocket = '/s/x.sock'").unwrap();
+        s.apply_env(|k| match k {
+            "VX_WATCH" => Some("/b:/c".into()),
+            "VX_PLUGINS" => Some(" keyframes, ".into()),
+            _ => None,
+        });
+        let s = s.finish().unwrap();
+        assert_eq!(s.watch, [PathBuf::from("/b"), PathBuf::from("/c")]);
+        assert_eq!(s.socket, PathBuf::from("/s/x.sock"));
+        assert_eq!(s.plugins, ["keyframes"]);
+        assert!(s.state_dir.ends_with("vx"));
+    }
+
+    #[test]
+    fn nonsense_numbers_are_refused() {
+        let s = Settings { frame_interval_s: 0.0, ..Default::default() };
+        assert!(matches!(s.finish(), Err(ConfigError::NotPositive(_))));
+    }
+}

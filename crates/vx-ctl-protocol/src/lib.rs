@@ -1,0 +1,119 @@
+//! Messages between `vxctl` and `vxd` on the control socket. Types only, no I/O.
+//!
+//! Every connection opens with [`ClientHello`] → [`DaemonHello`]; both shapes are
+//! frozen so that a `vxctl` and a `vxd` of different versions can always say
+//! which one is older. After that the client sends [`Request`]s and reads one
+//! [`Reply`] each. Fields are only ever appended: scripts read the JSON form of
+//! these structs (`vxctl … --json`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change to the messages below.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Frozen: never add, remove or reorder fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientHello {
+    pub protocol: u32,
+    pub client_version: String,
+}
+
+/// Frozen: never add, remove or reorder fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonHello {
+    pub protocol: u32,
+    pub daemon_version: String,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    Status,
+    Search(SearchRequest),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    Status(Status),
+    Search(SearchReply),
+    Error(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    pub query: String,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchReply {
+    pub hits: Vec<Hit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    pub path: PathBuf,
+    /// "video", "audio" or "image".
+    pub kind: String,
+    pub score: f32,
+    /// A time range inside the file; both `None` for a whole-file hit.
+    pub start_s: Option<f64>,
+    pub end_s: Option<f64>,
+    pub snippet: String,
+    /// The indexed fields the query matched, e.g. `["name", "codec"]`.
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub protocol: u32,
+    pub watched: Vec<PathBuf>,
+    pub files: FileCounts,
+    pub plugins: Vec<PluginStatus>,
+    pub failed_files: Vec<FailedFile>,
+    /// True when nothing is queued, settling or in progress.
+    pub idle: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCounts {
+    /// Media files found by the crawl or the watcher.
+    pub seen: u64,
+    /// Files whose results are committed to the index.
+    pub indexed: u64,
+    pub failed: u64,
+    pub queued: u64,
+    pub in_progress: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub pid: Option<u32>,
+    pub state: PluginState,
+    pub restarts: u32,
+    pub crashes: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    Starting,
+    Ready,
+    Busy,
+    Exited,
+    Disabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedFile {
+    pub path: PathBuf,
+    /// The plugin that failed, or "decode" when the file could not be read.
+    pub plugin: String,
+    pub reason: String,
+}

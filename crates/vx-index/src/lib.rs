@@ -1,0 +1,407 @@
+//! The tantivy index: one document per media file and one per segment (a time
+//! range inside a file, with what a plugin found there).
+//!
+//! Every document carries the file's exact path in `path`, so an update is
+//! `delete_term(path)` followed by adding the new documents, and a single
+//! [`MediaIndex::commit`] makes both visible atomically. The file document also
+//! stores a fingerprint, written in the same commit as the results, so after a
+//! crash the index never claims results it does not hold.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{Query, QueryParser, TermQuery};
+use tantivy::schema::{
+    FAST, Field, IndexRecordOption, STORED, STRING, Schema, SchemaBuilder, TEXT, TantivyDocument,
+    Value,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
+use vx_ctl_protocol::Hit;
+use vx_plugin_protocol::{MediaKind, SegmentResult};
+
+/// Memory budget of the single index writer.
+const WRITER_HEAP_BYTES: usize = 50_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index at {dir}: {source}")]
+    Open { dir: PathBuf, source: tantivy::TantivyError },
+    #[error("index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("index directory: {0}")]
+    Dir(#[from] tantivy::directory::error::OpenDirectoryError),
+}
+
+/// What the index keeps about one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    pub path: PathBuf,
+    pub kind: MediaKind,
+    pub container: String,
+    pub duration_s: Option<f64>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub mtime: i64,
+    /// Changes whenever the file or the plugin set changes; see [`MediaIndex::fingerprint`].
+    pub fingerprint: String,
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    path: Field,
+    doc_type: Field,
+    name: Field,
+    path_text: Field,
+    kind: Field,
+    container: Field,
+    codec: Field,
+    resolution: Field,
+    duration_s: Field,
+    size: Field,
+    mtime: Field,
+    fingerprint: Field,
+    plugin: Field,
+    start_s: Field,
+    end_s: Field,
+    labels: Field,
+    text: Field,
+    phash: Field,
+    thumbnail: Field,
+}
+
+/// The searchable text fields, by the names `Hit::fields` reports.
+const SEARCHABLE: [&str; 8] = ["name", "path", "kind", "container", "codec", "resolution", "labels", "text"];
+
+fn build_schema() -> (Schema, Fields) {
+    let mut b = SchemaBuilder::new();
+    let f = Fields {
+        path: b.add_text_field("path_exact", STRING | STORED),
+        doc_type: b.add_text_field("doc_type", STRING | STORED),
+        name: b.add_text_field("name", TEXT),
+        path_text: b.add_text_field("path", TEXT),
+        kind: b.add_text_field("kind", TEXT | STORED),
+        container: b.add_text_field("container", TEXT | STORED),
+        codec: b.add_text_field("codec", TEXT | STORED),
+        resolution: b.add_text_field("resolution", TEXT | STORED),
+        duration_s: b.add_f64_field("duration_s", STORED | FAST),
+        size: b.add_u64_field("size", STORED | FAST),
+        mtime: b.add_i64_field("mtime", STORED | FAST),
+        fingerprint: b.add_text_field("fingerprint", STRING | STORED),
+        plugin: b.add_text_field("plugin", STRING | STORED),
+        start_s: b.add_f64_field("start_s", STORED),
+        end_s: b.add_f64_field("end_s", STORED),
+        labels: b.add_text_field("labels", TEXT | STORED),
+        text: b.add_text_field("text", TEXT | STORED),
+        phash: b.add_u64_field("phash", STORED),
+        thumbnail: b.add_text_field("thumbnail", STORED),
+    };
+    (b.build(), f)
+}
+
+pub struct MediaIndex {
+    index: Index,
+    writer: Mutex<IndexWriter>,
+    reader: IndexReader,
+    f: Fields,
+}
+
+impl MediaIndex {
+    /// Opens the index in `dir`, creating it when the directory is empty.
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        let (schema, f) = build_schema();
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::Open {
+            dir: dir.to_owned(),
+            source: tantivy::TantivyError::IoError(e.into()),
+        })?;
+        let mmap = tantivy::directory::MmapDirectory::open(dir)?;
+        let index = Index::open_or_create(mmap, schema)
+            .map_err(|source| IndexError::Open { dir: dir.to_owned(), source })?;
+        Self::with_index(index, f)
+    }
+
+    /// An index that lives only in memory, for tests.
+    pub fn in_ram() -> Result<Self, IndexError> {
+        let (schema, f) = build_schema();
+        Self::with_index(Index::create_in_ram(schema), f)
+    }
+
+    fn with_index(index: Index, f: Fields) -> Result<Self, IndexError> {
+        let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Self { index, writer: Mutex::new(writer), reader, f })
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces everything indexed for `file.path` with this file and these
+    /// segments. Visible after the next [`commit`](Self::commit).
+    pub fn put_file(&self, file: &FileRecord, segments: &[(&str, &SegmentResult)]) -> Result<(), IndexError> {
+        let f = self.f;
+        let path = file.path.to_string_lossy();
+        let writer = self.writer();
+        writer.delete_term(Term::from_field_text(f.path, &path));
+        let name = file.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let mut d = doc!(
+            f.path => path.as_ref(),
+            f.doc_type => "file",
+            f.name => name.as_ref(),
+            f.path_text => path.as_ref(),
+            f.kind => file.kind.as_str(),
+            f.container => file.container.as_str(),
+            f.size => file.size,
+            f.mtime => file.mtime,
+            f.fingerprint => file.fingerprint.as_str(),
+        );
+        for c in file.video_codec.iter().chain(&file.audio_codec) {
+            d.add_text(f.codec, c);
+        }
+        if let (Some(w), Some(h)) = (file.width, file.height) {
+            d.add_text(f.resolution, format!("{w}x{h}"));
+        }
+        if let Some(dur) = file.duration_s {
+            d.add_f64(f.duration_s, dur);
+        }
+        writer.add_document(d)?;
+        for (plugin, s) in segments {
+            let mut d = doc!(
+                f.path => path.as_ref(),
+                f.doc_type => "segment",
+                f.kind => file.kind.as_str(),
+                f.plugin => *plugin,
+                f.start_s => s.start_s,
+                f.end_s => s.end_s,
+                f.text => s.text.as_str(),
+            );
+            for l in &s.labels {
+                d.add_text(f.labels, l);
+            }
+            if let Some(h) = s.phash {
+                d.add_u64(f.phash, h);
+            }
+            if let Some(t) = &s.thumbnail {
+                d.add_text(f.thumbnail, t.to_string_lossy());
+            }
+            writer.add_document(d)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a file and its segments. Visible after the next commit.
+    pub fn remove_file(&self, path: &Path) {
+        self.writer().delete_term(Term::from_field_text(self.f.path, &path.to_string_lossy()));
+    }
+
+    /// Makes every change since the last commit durable and searchable.
+    pub fn commit(&self) -> Result<(), IndexError> {
+        self.writer().commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// The fingerprint stored with the committed file document for `path`.
+    pub fn fingerprint(&self, path: &Path) -> Result<Option<String>, IndexError> {
+        let searcher = self.reader.searcher();
+        let q = self.file_query(path);
+        let top = searcher.search(&q, &TopDocs::with_limit(1))?;
+        let Some((_, addr)) = top.first() else { return Ok(None) };
+        let d: TantivyDocument = searcher.doc(*addr)?;
+        Ok(d.get_first(self.f.fingerprint).and_then(|v| v.as_str()).map(str::to_owned))
+    }
+
+    fn file_query(&self, path: &Path) -> TermQuery {
+        TermQuery::new(
+            Term::from_field_text(self.f.path, &path.to_string_lossy()),
+            IndexRecordOption::Basic,
+        )
+    }
+
+    /// How many documents, file and segment, are indexed for `path`.
+    pub fn doc_count(&self, path: &Path) -> Result<usize, IndexError> {
+        Ok(self.reader.searcher().search(&self.file_query(path), &Count)?)
+    }
+
+    /// Full-text search over names, paths, metadata words and segment text.
+    /// All query words must match (AND); tantivy's query syntax is accepted,
+    /// and anything it cannot parse is searched as plain words.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, IndexError> {
+        let f = self.f;
+        let fields = [f.name, f.path_text, f.kind, f.container, f.codec, f.resolution, f.labels, f.text];
+        let mut parser = QueryParser::for_index(&self.index, fields.to_vec());
+        parser.set_conjunction_by_default();
+        let (q, _errors) = parser.parse_query_lenient(query);
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&q as &dyn Query, &TopDocs::with_limit(limit.max(1)))?;
+        let words = self.tokens(query);
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            hits.push(self.hit(&d, score, &words));
+        }
+        Ok(hits)
+    }
+
+    fn tokens(&self, text: &str) -> BTreeSet<String> {
+        let mut analyzer = self.index.tokenizer_for_field(self.f.name).expect("name is a text field");
+        let mut stream = analyzer.token_stream(text);
+        let mut out = BTreeSet::new();
+        while let Some(t) = stream.next() {
+            out.insert(t.text.clone());
+        }
+        out
+    }
+
+    fn hit(&self, d: &TantivyDocument, score: f32, words: &BTreeSet<String>) -> Hit {
+        let f = self.f;
+        let text = |field: Field| -> Vec<String> {
+            d.get_all(field).filter_map(|v| v.as_str().map(str::to_owned)).collect()
+        };
+        let f64_of = |field: Field| d.get_first(field).and_then(|v| v.as_f64());
+        let path = PathBuf::from(text(f.path).concat());
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let is_segment = text(f.doc_type).first().map(String::as_str) == Some("segment");
+        let values: [Vec<String>; 8] = [
+            vec![name.clone()],
+            vec![path.to_string_lossy().into_owned()],
+            text(f.kind),
+            text(f.container),
+            text(f.codec),
+            text(f.resolution),
+            text(f.labels),
+            text(f.text),
+        ];
+        let matched = SEARCHABLE
+            .iter()
+            .zip(&values)
+            .filter(|(_, vals)| vals.iter().any(|v| !self.tokens(v).is_disjoint(words)))
+            .map(|(name, _)| name.to_string())
+            .filter(|n| !(is_segment && (n == "name" || n == "path")))
+            .collect();
+        let snippet = if is_segment {
+            let mut parts = text(f.labels);
+            parts.extend(text(f.text).into_iter().filter(|t| !t.is_empty()));
+            parts.join(" · ")
+        } else {
+            let mut parts = vec![name];
+            parts.extend(text(f.codec));
+            parts.extend(text(f.resolution));
+            if let Some(d) = f64_of(f.duration_s) {
+                parts.push(format!("{d:.1} s"));
+            }
+            parts.join(" · ")
+        };
+        Hit {
+            path,
+            kind: text(f.kind).concat(),
+            score,
+            start_s: if is_segment { f64_of(f.start_s) } else { None },
+            end_s: if is_segment { f64_of(f.end_s) } else { None },
+            snippet,
+            fields: matched,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video(path: &str) -> FileRecord {
+        FileRecord {
+            path: PathBuf::from(path),
+            kind: MediaKind::Video,
+            container: "mov,mp4,m4a,3gp,3g2,mj2".into(),
+            duration_s: Some(10.0),
+            video_codec: Some("h264".into()),
+            audio_codec: Some("aac".into()),
+            width: Some(1280),
+            height: Some(720),
+            size: 12345,
+            mtime: 1_700_000_000,
+            fingerprint: "fp-1".into(),
+        }
+    }
+
+    fn scene(start: f64, end: f64) -> SegmentResult {
+        SegmentResult { start_s: start, end_s: end, labels: vec!["scene".into()], phash: Some(42), ..Default::default() }
+    }
+
+    #[test]
+    fn file_and_segments_round_trip_through_search() {
+        let idx = MediaIndex::in_ram().unwrap();
+        let segs = [scene(0.0, 2.5), scene(2.5, 10.0)];
+        idx.put_file(&video("/media/holiday/beach_walk.mp4"), &[("keyframes", &segs[0]), ("keyframes", &segs[1])])
+            .unwrap();
+        idx.commit().unwrap();
+
+        let hits = idx.search("beach", 10).unwrap();
+        assert_eq!(hits.len(), 1);
+        let h = &hits[0];
+        assert_eq!(h.path, Path::new("/media/holiday/beach_walk.mp4"));
+        assert_eq!(h.kind, "video");
+        assert_eq!((h.start_s, h.end_s), (None, None));
+        assert!(h.fields.contains(&"name".to_string()), "{:?}", h.fields);
+        assert!(h.snippet.contains("1280x720"), "{}", h.snippet);
+
+        let hits = idx.search("h264", 10).unwrap();
+        assert_eq!(hits[0].fields, ["codec"]);
+
+        let mut scenes = idx.search("scene", 10).unwrap();
+        scenes.sort_by(|a, b| a.start_s.partial_cmp(&b.start_s).unwrap());
+        let ranges: Vec<_> = scenes.iter().map(|h| (h.start_s, h.end_s)).collect();
+        assert_eq!(ranges, [(Some(0.0), Some(2.5)), (Some(2.5), Some(10.0))]);
+        assert_eq!(idx.fingerprint(Path::new("/media/holiday/beach_walk.mp4")).unwrap().as_deref(), Some("fp-1"));
+    }
+
+    #[test]
+    fn put_replaces_old_documents_and_remove_deletes_them() {
+        let idx = MediaIndex::in_ram().unwrap();
+        let p = Path::new("/m/a.mp4");
+        let s = scene(0.0, 1.0);
+        idx.put_file(&video("/m/a.mp4"), &[("keyframes", &s), ("keyframes", &s)]).unwrap();
+        idx.commit().unwrap();
+        assert_eq!(idx.doc_count(p).unwrap(), 3);
+
+        let mut changed = video("/m/a.mp4");
+        changed.fingerprint = "fp-2".into();
+        idx.put_file(&changed, &[("keyframes", &s)]).unwrap();
+        idx.commit().unwrap();
+        assert_eq!(idx.doc_count(p).unwrap(), 2);
+        assert_eq!(idx.fingerprint(p).unwrap().as_deref(), Some("fp-2"));
+
+        idx.remove_file(p);
+        idx.commit().unwrap();
+        assert_eq!(idx.doc_count(p).unwrap(), 0);
+        assert!(idx.search("a", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn all_query_words_must_match_and_bad_syntax_does_not_error() {
+        let idx = MediaIndex::in_ram().unwrap();
+        idx.put_file(&video("/m/red_car.mp4"), &[]).unwrap();
+        idx.put_file(&video("/m/red_boat.mp4"), &[]).unwrap();
+        idx.commit().unwrap();
+        assert_eq!(idx.search("red", 10).unwrap().len(), 2);
+        assert_eq!(idx.search("red car", 10).unwrap().len(), 1);
+        assert!(idx.search("car AND (", 10).is_ok());
+    }
+
+    #[test]
+    fn index_on_disk_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let idx = MediaIndex::open(dir.path()).unwrap();
+            idx.put_file(&video("/m/kept.mp4"), &[]).unwrap();
+            idx.commit().unwrap();
+        }
+        let idx = MediaIndex::open(dir.path()).unwrap();
+        assert_eq!(idx.search("kept", 10).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,391 @@
+//! Decode a media file once, and lay the result out in shared memory.
+//!
+//! [`decode`] opens a file with FFmpeg (through ffmpeg-next) and produces, in a
+//! single pass over its packets:
+//! - RGB24 frames sampled every [`DecodeOptions::frame_interval_s`] seconds (at
+//!   most [`DecodeOptions::max_frames`]), scaled to fit inside
+//!   `max_width × max_height` with the aspect ratio kept and never upscaled;
+//! - the first audio track as 16 kHz mono `f32`;
+//! - the metadata the index keeps (duration, codecs, resolution).
+//!
+//! [`pack`] copies that into one sealed [`vx_shm::Segment`] and returns the
+//! frame and audio references that jobs carry to the model hosts.
+
+use std::path::Path;
+use std::sync::Once;
+
+use ffmpeg_next as ff;
+use ff::format::Pixel;
+use ff::format::sample::{Sample, Type as SampleType};
+use ff::software::{resampling, scaling};
+use ff::{ChannelLayout, codec, frame, media};
+use vx_plugin_protocol::{AudioRef, FrameRef, MediaKind};
+use vx_shm::{Segment, SegmentWriter, ShmError};
+
+/// Sample rate of the audio handed to plugins (what whisper and VAD expect).
+pub const AUDIO_RATE: u32 = 16_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("cannot open: {0}")]
+    Open(ff::Error),
+    #[error("no video or audio stream")]
+    NoStreams,
+    #[error("decoding failed: {0}")]
+    Decode(ff::Error),
+    #[error(transparent)]
+    Shm(#[from] ShmError),
+}
+
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    pub max_width: u32,
+    pub max_height: u32,
+    pub frame_interval_s: f64,
+    /// Cap on frames kept per file: long videos are sampled more sparsely.
+    pub max_frames: usize,
+    pub decoder_threads: usize,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self { max_width: 640, max_height: 640, frame_interval_s: 0.5, max_frames: 240, decoder_threads: 2 }
+    }
+}
+
+pub struct RgbFrame {
+    pub pts_s: f64,
+    pub width: u32,
+    pub height: u32,
+    /// Packed rows of `width * 3` bytes.
+    pub rgb: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct Decoded {
+    pub kind: Option<MediaKind>,
+    pub container: String,
+    pub duration_s: Option<f64>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    /// Size of the source picture, before scaling.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub frames: Vec<RgbFrame>,
+    pub audio: Option<Vec<f32>>,
+}
+
+impl Decoded {
+    pub fn kind(&self) -> MediaKind {
+        self.kind.unwrap_or(MediaKind::Audio)
+    }
+}
+
+/// File extensions vxd treats as media, by kind.
+pub fn kind_from_extension(path: &Path) -> Option<MediaKind> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "mp4" | "m4v" | "mkv" | "webm" | "mov" | "avi" | "mpg" | "mpeg" | "ts" | "wmv" | "flv" | "3gp" | "ogv" => {
+            MediaKind::Video
+        }
+        "mp3" | "wav" | "flac" | "ogg" | "oga" | "opus" | "m4a" | "aac" | "wma" | "aiff" => MediaKind::Audio,
+        "jpg" | "jpeg" | "png" | "webp" | "bmp" | "gif" | "tif" | "tiff" => MediaKind::Image,
+        _ => return None,
+    })
+}
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        ff::init().expect("FFmpeg initialises");
+        ff::util::log::set_level(ff::util::log::Level::Fatal);
+    });
+}
+
+/// Decodes `path` once: sampled frames, 16 kHz mono audio, metadata.
+pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> {
+    init();
+    let mut input = ff::format::input(path).map_err(MediaError::Open)?;
+    let mut out = Decoded { container: input.format().name().to_owned(), ..Default::default() };
+    if input.duration() > 0 {
+        out.duration_s = Some(input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
+    }
+    let video_stream = input
+        .streams()
+        .filter(|s| s.parameters().medium() == media::Type::Video)
+        .find(|s| !s.disposition().contains(ff::format::stream::Disposition::ATTACHED_PIC))
+        .map(|s| s.index());
+    let audio_stream = input.streams().best(media::Type::Audio).map(|s| s.index());
+    if video_stream.is_none() && audio_stream.is_none() {
+        return Err(MediaError::NoStreams);
+    }
+    let is_still = kind_from_extension(path) == Some(MediaKind::Image);
+
+    let mut video = match video_stream {
+        Some(i) => {
+            let s = input.stream(i).expect("stream exists");
+            let mut ctx = codec::Context::from_parameters(s.parameters()).map_err(MediaError::Decode)?;
+            ctx.set_threading(codec::threading::Config::count(opts.decoder_threads));
+            let dec = ctx.decoder().video().map_err(MediaError::Decode)?;
+            out.video_codec = dec.codec().map(|c| c.name().to_owned());
+            out.width = Some(dec.width());
+            out.height = Some(dec.height());
+            let interval = match out.duration_s {
+                Some(d) if !is_still => opts.frame_interval_s.max(d / opts.max_frames as f64),
+                _ => opts.frame_interval_s,
+            };
+            Some(VideoSampler::new(dec, s.time_base(), interval, opts.clone()))
+        }
+        None => None,
+    };
+    let mut audio = match audio_stream {
+        Some(i) => {
+            let s = input.stream(i).expect("stream exists");
+            let ctx = codec::Context::from_parameters(s.parameters()).map_err(MediaError::Decode)?;
+            let dec = ctx.decoder().audio().map_err(MediaError::Decode)?;
+            out.audio_codec = dec.codec().map(|c| c.name().to_owned());
+            Some(AudioMixer::new(dec))
+        }
+        None => None,
+    };
+
+    for (stream, packet) in input.packets() {
+        if Some(stream.index()) == video_stream {
+            let v = video.as_mut().expect("video decoder");
+            v.decoder.send_packet(&packet).map_err(MediaError::Decode)?;
+            v.drain(&mut out.frames)?;
+            if is_still && !out.frames.is_empty() {
+                break;
+            }
+        } else if Some(stream.index()) == audio_stream {
+            let a = audio.as_mut().expect("audio decoder");
+            a.decoder.send_packet(&packet).map_err(MediaError::Decode)?;
+            a.drain()?;
+        }
+    }
+    if let Some(v) = video.as_mut() {
+        if v.decoder.send_eof().is_ok() {
+            v.drain(&mut out.frames)?;
+        }
+    }
+    if let Some(mut a) = audio {
+        if a.decoder.send_eof().is_ok() {
+            a.drain()?;
+        }
+        out.audio = Some(a.finish()?);
+    }
+
+    out.kind = Some(if is_still || (video_stream.is_some() && out.frames.len() == 1 && out.duration_s.is_none()) {
+        MediaKind::Image
+    } else if video_stream.is_some() {
+        MediaKind::Video
+    } else {
+        MediaKind::Audio
+    });
+    if out.kind == Some(MediaKind::Image) {
+        out.duration_s = None;
+    } else if out.duration_s.is_none() {
+        out.duration_s = out.audio.as_ref().map(|a| a.len() as f64 / AUDIO_RATE as f64);
+    }
+    Ok(out)
+}
+
+struct VideoSampler {
+    decoder: ff::decoder::Video,
+    time_base: f64,
+    interval: f64,
+    next_t: f64,
+    opts: DecodeOptions,
+    scaler: Option<(scaling::Context, (u32, u32, Pixel))>,
+    decoded: frame::Video,
+}
+
+impl VideoSampler {
+    fn new(decoder: ff::decoder::Video, tb: ff::Rational, interval: f64, opts: DecodeOptions) -> Self {
+        let time_base = f64::from(tb.numerator()) / f64::from(tb.denominator().max(1));
+        Self { decoder, time_base, interval, next_t: 0.0, opts, scaler: None, decoded: frame::Video::empty() }
+    }
+
+    fn drain(&mut self, frames: &mut Vec<RgbFrame>) -> Result<(), MediaError> {
+        while self.decoder.receive_frame(&mut self.decoded).is_ok() {
+            let pts_s = self.decoded.timestamp().map_or(0.0, |t| t as f64 * self.time_base).max(0.0);
+            if pts_s + 1e-6 < self.next_t || frames.len() >= self.opts.max_frames {
+                continue;
+            }
+            self.next_t = if frames.is_empty() { pts_s + self.interval } else { self.next_t + self.interval };
+            self.next_t = self.next_t.max(pts_s);
+            frames.push(self.to_rgb(pts_s)?);
+        }
+        Ok(())
+    }
+
+    fn to_rgb(&mut self, pts_s: f64) -> Result<RgbFrame, MediaError> {
+        let src = (self.decoded.width(), self.decoded.height(), self.decoded.format());
+        let (w, h) = fit(src.0, src.1, self.opts.max_width, self.opts.max_height);
+        if self.scaler.as_ref().map(|(_, k)| *k) != Some(src) {
+            let ctx = scaling::Context::get(src.2, src.0, src.1, Pixel::RGB24, w, h, scaling::Flags::AREA)
+                .map_err(MediaError::Decode)?;
+            self.scaler = Some((ctx, src));
+        }
+        let (scaler, _) = self.scaler.as_mut().expect("scaler set above");
+        let mut rgb = frame::Video::empty();
+        scaler.run(&self.decoded, &mut rgb).map_err(MediaError::Decode)?;
+        let stride = rgb.stride(0);
+        let row = w as usize * 3;
+        let data = rgb.data(0);
+        let mut packed = Vec::with_capacity(row * h as usize);
+        for y in 0..h as usize {
+            packed.extend_from_slice(&data[y * stride..y * stride + row]);
+        }
+        Ok(RgbFrame { pts_s, width: w, height: h, rgb: packed })
+    }
+}
+
+/// Largest size inside `max_w × max_h` with the source's aspect, never larger
+/// than the source, with even dimensions (what most scalers prefer).
+fn fit(w: u32, h: u32, max_w: u32, max_h: u32) -> (u32, u32) {
+    let scale = (max_w as f64 / w as f64).min(max_h as f64 / h as f64).min(1.0);
+    let even = |v: f64| ((v.round() as u32) & !1).max(2);
+    (even(w as f64 * scale), even(h as f64 * scale))
+}
+
+struct AudioMixer {
+    decoder: ff::decoder::Audio,
+    resampler: Option<resampling::Context>,
+    decoded: frame::Audio,
+    samples: Vec<f32>,
+}
+
+impl AudioMixer {
+    fn new(decoder: ff::decoder::Audio) -> Self {
+        Self { decoder, resampler: None, decoded: frame::Audio::empty(), samples: Vec::new() }
+    }
+
+    fn target() -> Sample {
+        Sample::F32(SampleType::Packed)
+    }
+
+    fn drain(&mut self) -> Result<(), MediaError> {
+        while self.decoder.receive_frame(&mut self.decoded).is_ok() {
+            if self.decoded.channel_layout().is_empty() {
+                let n = self.decoded.channels().max(1);
+                self.decoded.set_channel_layout(ChannelLayout::default(n as i32));
+            }
+            if self.resampler.is_none() {
+                let r = resampling::Context::get(
+                    self.decoded.format(),
+                    self.decoded.channel_layout(),
+                    self.decoded.rate(),
+                    Self::target(),
+                    ChannelLayout::MONO,
+                    AUDIO_RATE,
+                )
+                .map_err(MediaError::Decode)?;
+                self.resampler = Some(r);
+            }
+            let rate = self.decoded.rate().max(1) as usize;
+            let capacity = self.decoded.samples() * AUDIO_RATE as usize / rate + 64;
+            let mut out = frame::Audio::new(Self::target(), capacity, ChannelLayout::MONO);
+            let r = self.resampler.as_mut().expect("resampler set above");
+            r.run(&self.decoded, &mut out).map_err(MediaError::Decode)?;
+            push_samples(&mut self.samples, &out);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<f32>, MediaError> {
+        if let Some(r) = self.resampler.as_mut() {
+            loop {
+                let mut out = frame::Audio::new(Self::target(), 4096, ChannelLayout::MONO);
+                r.flush(&mut out).map_err(MediaError::Decode)?;
+                if out.samples() == 0 {
+                    break;
+                }
+                push_samples(&mut self.samples, &out);
+            }
+        }
+        Ok(self.samples)
+    }
+}
+
+fn push_samples(dst: &mut Vec<f32>, frame: &frame::Audio) {
+    let bytes = &frame.data(0)[..frame.samples() * 4];
+    dst.extend(bytes.chunks_exact(4).map(|c| f32::from_ne_bytes(c.try_into().unwrap())));
+}
+
+/// Where a decoded file's frames and audio lie inside its segment.
+pub struct Packed {
+    pub segment: Segment,
+    pub frames: Vec<FrameRef>,
+    pub audio: Option<AudioRef>,
+}
+
+/// Copies frames and audio into one sealed shared-memory segment.
+pub fn pack(decoded: &Decoded) -> Result<Packed, MediaError> {
+    let mut offset = 0u64;
+    let mut frames = Vec::with_capacity(decoded.frames.len());
+    for f in &decoded.frames {
+        frames.push(FrameRef { offset, width: f.width, height: f.height, stride: f.width * 3, pts_s: f.pts_s });
+        offset += f.rgb.len() as u64;
+    }
+    offset = offset.next_multiple_of(4); // f32 samples start aligned
+    let audio = decoded.audio.as_ref().filter(|a| !a.is_empty()).map(|a| AudioRef {
+        offset,
+        samples: a.len() as u64,
+        sample_rate: AUDIO_RATE,
+    });
+    let total = offset + audio.map_or(0, |a| a.samples * 4);
+    let mut writer = SegmentWriter::create(total)?;
+    let bytes = writer.bytes_mut();
+    for (f, r) in decoded.frames.iter().zip(&frames) {
+        bytes[r.offset as usize..][..f.rgb.len()].copy_from_slice(&f.rgb);
+    }
+    if let (Some(samples), Some(a)) = (&decoded.audio, audio) {
+        let dst = &mut bytes[a.offset as usize..][..samples.len() * 4];
+        for (chunk, s) in dst.chunks_exact_mut(4).zip(samples) {
+            chunk.copy_from_slice(&s.to_le_bytes());
+        }
+    }
+    Ok(Packed { segment: writer.seal()?, frames, audio })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_keeps_aspect_never_upscales_and_stays_even() {
+        assert_eq!(fit(1920, 1080, 640, 640), (640, 360));
+        assert_eq!(fit(320, 240, 640, 640), (320, 240));
+        assert_eq!(fit(1080, 1920, 640, 640), (360, 640));
+        assert_eq!(fit(641, 3, 640, 640), (640, 2));
+    }
+
+    #[test]
+    fn extensions_map_to_kinds_case_insensitively() {
+        assert_eq!(kind_from_extension(Path::new("a/b.MP4")), Some(MediaKind::Video));
+        assert_eq!(kind_from_extension(Path::new("x.flac")), Some(MediaKind::Audio));
+        assert_eq!(kind_from_extension(Path::new("x.jpeg")), Some(MediaKind::Image));
+        assert_eq!(kind_from_extension(Path::new("notes.txt")), None);
+        assert_eq!(kind_from_extension(Path::new("README")), None);
+    }
+
+    #[test]
+    fn pack_lays_out_frames_then_aligned_audio() {
+        let decoded = Decoded {
+            frames: vec![
+                RgbFrame { pts_s: 0.0, width: 1, height: 1, rgb: vec![1, 2, 3] },
+                RgbFrame { pts_s: 0.5, width: 1, height: 1, rgb: vec![4, 5, 6] },
+            ],
+            audio: Some(vec![0.25, -1.0]),
+            ..Default::default()
+        };
+        let packed = pack(&decoded).unwrap();
+        assert_eq!(packed.frames[1].offset, 3);
+        let a = packed.audio.unwrap();
+        assert_eq!((a.offset, a.samples), (8, 2));
+        let view = vx_shm::SegmentView::open(std::process::id(), packed.segment.fd(), packed.segment.len()).unwrap();
+        assert_eq!(view.slice(0, 6).unwrap(), &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(view.slice(12, 4).unwrap(), &(-1.0f32).to_le_bytes());
+    }
+}

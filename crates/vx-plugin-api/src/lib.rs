@@ -1,0 +1,236 @@
+//! What a plugin author implements ([`Plugin`]) and the loop that serves it in
+//! a `vx-plugin-host` process ([`serve`]).
+//!
+//! A plugin sees one [`JobInput`] at a time: the job's metadata plus read-only
+//! views of its frames and audio in the daemon's shared memory. It returns
+//! what it found, or an error string that the daemon records for that file
+//! only. A panic inside [`Plugin::process`] is reported for that job and then
+//! ends the host with [`PANIC_EXIT_CODE`]: a plugin that panicked may hold
+//! broken state, and the daemon starts a fresh host.
+
+use std::io::{BufReader, Read, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
+use vx_plugin_protocol::{
+    DaemonToHost, FrameRef, Hello, HostToDaemon, Job, JobReply, PROTOCOL_VERSION, PluginOutput,
+};
+use vx_shm::SegmentView;
+use vx_wire::{WireError, read_frame, write_frame};
+
+/// Exit status of a host whose plugin panicked.
+pub const PANIC_EXIT_CODE: i32 = 70;
+
+pub trait Plugin {
+    /// The name the daemon knows this plugin by (`--plugin NAME`).
+    fn name(&self) -> &str;
+    /// Changes whenever the plugin's output for the same file would change.
+    fn version(&self) -> &str;
+    fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot connect to vxd at {path}: {source}")]
+    Connect { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+/// One RGB24 frame, borrowed from shared memory.
+pub struct Frame<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub stride: u32,
+    pub pts_s: f64,
+    pub rgb: &'a [u8],
+}
+
+impl Frame<'_> {
+    /// The packed `width * 3` bytes of row `y`.
+    pub fn row(&self, y: u32) -> &[u8] {
+        let start = y as usize * self.stride as usize;
+        &self.rgb[start..start + self.width as usize * 3]
+    }
+}
+
+pub struct JobInput<'a> {
+    pub job: &'a Job,
+    view: Option<&'a SegmentView>,
+}
+
+impl<'a> JobInput<'a> {
+    fn frame_at(&self, r: &FrameRef) -> Result<Frame<'a>, String> {
+        let view = self.view.ok_or("job has no shared memory")?;
+        if (r.stride as u64) < r.width as u64 * 3 {
+            return Err(format!("frame stride {} < 3 × width {}", r.stride, r.width));
+        }
+        let rgb = view.slice(r.offset, r.byte_len()).map_err(|e| e.to_string())?;
+        Ok(Frame { width: r.width, height: r.height, stride: r.stride, pts_s: r.pts_s, rgb })
+    }
+
+    /// Every sampled frame, in presentation order.
+    pub fn frames(&self) -> Result<Vec<Frame<'a>>, String> {
+        self.job.frames.iter().map(|r| self.frame_at(r)).collect()
+    }
+
+    /// The audio track as mono samples, if the file has one.
+    pub fn audio(&self) -> Result<Option<Vec<f32>>, String> {
+        let (Some(a), Some(view)) = (self.job.audio, self.view) else { return Ok(None) };
+        let bytes = view.slice(a.offset, a.samples * 4).map_err(|e| e.to_string())?;
+        Ok(Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()))
+    }
+}
+
+/// Connects to the daemon's socket at `socket`, says Hello, and serves jobs
+/// until the daemon says Shutdown or closes the socket.
+pub fn serve(plugin: &mut dyn Plugin, socket: &Path) -> Result<(), HostError> {
+    let name = socket
+        .to_fs_name::<GenericFilePath>()
+        .map_err(|source| HostError::Connect { path: socket.display().to_string(), source })?;
+    let conn = Stream::connect(name)
+        .map_err(|source| HostError::Connect { path: socket.display().to_string(), source })?;
+    let mut reader = BufReader::new(&conn);
+    serve_on(plugin, &mut reader, &mut &conn)
+}
+
+/// The host loop over any byte transport; unit tests drive it with buffers.
+pub fn serve_on(
+    plugin: &mut dyn Plugin,
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+) -> Result<(), HostError> {
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        plugin: plugin.name().to_owned(),
+        plugin_version: plugin.version().to_owned(),
+    };
+    write_frame(writer, &HostToDaemon::Hello(hello))?;
+    loop {
+        let job = match read_frame(reader) {
+            Ok(DaemonToHost::Job(job)) => job,
+            Ok(DaemonToHost::Shutdown) | Err(WireError::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let span = tracing::info_span!("job", id = job.id, path = %job.path.display());
+        let _enter = span.enter();
+        let (outcome, panicked) = run_job(plugin, &job);
+        write_frame(writer, &HostToDaemon::Done(JobReply { id: job.id, outcome }))?;
+        if panicked {
+            std::process::exit(PANIC_EXIT_CODE);
+        }
+    }
+}
+
+fn run_job(plugin: &mut dyn Plugin, job: &Job) -> (Result<PluginOutput, String>, bool) {
+    let view = if job.frames.is_empty() && job.audio.is_none() {
+        None
+    } else {
+        match SegmentView::open(job.shm.pid, job.shm.fd, job.shm.len) {
+            Ok(v) => Some(v),
+            Err(e) => return (Err(e.to_string()), false),
+        }
+    };
+    let input = JobInput { job, view: view.as_ref() };
+    match catch_unwind(AssertUnwindSafe(|| plugin.process(&input))) {
+        Ok(outcome) => (outcome, false),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            (Err(format!("plugin panicked: {msg}")), true)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+    use std::path::PathBuf;
+
+    use vx_plugin_protocol::{MediaKind, SegmentResult, ShmRef};
+    use vx_wire::encode;
+
+    use super::*;
+
+    struct Counter;
+    impl Plugin for Counter {
+        fn name(&self) -> &str {
+            "counter"
+        }
+        fn version(&self) -> &str {
+            "1"
+        }
+        fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, String> {
+            let n = input.frames()?.len();
+            Ok(PluginOutput {
+                segments: vec![SegmentResult { labels: vec![format!("{n} frames")], ..Default::default() }],
+            })
+        }
+    }
+
+    fn empty_job(id: u64) -> Job {
+        Job {
+            id,
+            path: PathBuf::from("/x.png"),
+            kind: MediaKind::Image,
+            duration_s: None,
+            shm: ShmRef { pid: 0, fd: -1, len: 0 },
+            frames: vec![],
+            audio: None,
+            artefact_dir: PathBuf::from("/tmp"),
+        }
+    }
+
+    fn replies(out: Vec<u8>) -> Vec<HostToDaemon> {
+        let mut r = Cursor::new(out);
+        let mut msgs = vec![];
+        while let Ok(m) = read_frame::<_, HostToDaemon>(&mut r) {
+            msgs.push(m);
+        }
+        msgs
+    }
+
+    #[test]
+    fn host_says_hello_first_then_answers_each_job_in_order() {
+        let mut input = encode(&DaemonToHost::Job(empty_job(1))).unwrap();
+        input.extend(encode(&DaemonToHost::Job(empty_job(2))).unwrap());
+        input.extend(encode(&DaemonToHost::Shutdown).unwrap());
+        let mut out = vec![];
+        serve_on(&mut Counter, &mut Cursor::new(input), &mut out).unwrap();
+        let msgs = replies(out);
+        assert!(matches!(&msgs[0], HostToDaemon::Hello(h) if h.protocol == PROTOCOL_VERSION && h.plugin == "counter"));
+        let ids: Vec<u64> = msgs[1..]
+            .iter()
+            .map(|m| match m {
+                HostToDaemon::Done(r) => r.id,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, [1, 2]);
+    }
+
+    #[test]
+    fn unreadable_shared_memory_is_a_per_job_error_not_a_host_failure() {
+        let mut job = empty_job(9);
+        job.frames.push(FrameRef { offset: 0, width: 1, height: 1, stride: 3, pts_s: 0.0 });
+        job.shm = ShmRef { pid: std::process::id(), fd: 987_654, len: 3 };
+        let input = encode(&DaemonToHost::Job(job)).unwrap();
+        let mut out = vec![];
+        serve_on(&mut Counter, &mut Cursor::new(input), &mut out).unwrap();
+        match &replies(out)[1] {
+            HostToDaemon::Done(JobReply { id: 9, outcome: Err(e) }) => assert!(e.contains("/proc/"), "{e}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_from_the_daemon_is_an_error() {
+        let mut out = vec![];
+        let res = serve_on(&mut Counter, &mut Cursor::new(b"nonsense".to_vec()), &mut out);
+        assert!(matches!(res, Err(HostError::Wire(WireError::BadMagic(_)))));
+    }
+}

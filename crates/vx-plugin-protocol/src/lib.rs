@@ -1,0 +1,132 @@
+//! Messages between `vxd` and a `vx-plugin-host` process. Types only, no I/O.
+//!
+//! The conversation on one socket:
+//!
+//! 1. the host connects and sends [`HostToDaemon::Hello`] (its shape is frozen
+//!    so that any two versions can at least tell each other apart);
+//! 2. the daemon checks [`Hello::protocol`] against [`PROTOCOL_VERSION`];
+//! 3. the daemon sends [`DaemonToHost::Job`]s one at a time and the host answers
+//!    each with [`HostToDaemon::Done`]; a plugin's failure on one file is data in
+//!    that reply, not a transport error;
+//! 4. [`DaemonToHost::Shutdown`] (or EOF) ends the host.
+//!
+//! Pixels and samples never travel on the socket: a [`Job`] names a shared
+//! memory segment ([`ShmRef`]) and where each frame and the audio lie in it.
+//! Enum variants are append-only; bincode encodes them by index.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change to the messages below.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// First message from a host. Frozen: never add, remove or reorder fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub plugin: String,
+    pub plugin_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DaemonToHost {
+    Job(Job),
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum HostToDaemon {
+    Hello(Hello),
+    Done(JobReply),
+}
+
+/// A sealed memfd in the daemon, reachable as `/proc/{pid}/fd/{fd}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShmRef {
+    pub pid: u32,
+    pub fd: i32,
+    pub len: u64,
+}
+
+/// One sampled video frame (or a still image) as packed RGB24 rows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FrameRef {
+    pub offset: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per row; `>= width * 3`.
+    pub stride: u32,
+    /// Presentation time in seconds from the start of the file (0 for stills).
+    pub pts_s: f64,
+}
+
+impl FrameRef {
+    pub fn byte_len(&self) -> u64 {
+        self.stride as u64 * self.height as u64
+    }
+}
+
+/// Mono `f32` little-endian samples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AudioRef {
+    pub offset: u64,
+    pub samples: u64,
+    pub sample_rate: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    Video,
+    Audio,
+    Image,
+}
+
+impl MediaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Video => "video",
+            MediaKind::Audio => "audio",
+            MediaKind::Image => "image",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: u64,
+    pub path: PathBuf,
+    pub kind: MediaKind,
+    pub duration_s: Option<f64>,
+    pub shm: ShmRef,
+    pub frames: Vec<FrameRef>,
+    pub audio: Option<AudioRef>,
+    /// A directory the plugin may write artefacts into (thumbnails).
+    pub artefact_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobReply {
+    pub id: u64,
+    pub outcome: Result<PluginOutput, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PluginOutput {
+    pub segments: Vec<SegmentResult>,
+}
+
+/// A time range inside the file and what the plugin found there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SegmentResult {
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Words to index as full text (transcript, OCR).
+    pub text: String,
+    /// Short tags to index (object classes, "scene").
+    pub labels: Vec<String>,
+    /// 64-bit perceptual hash of the representative frame.
+    pub phash: Option<u64>,
+    pub thumbnail: Option<PathBuf>,
+}

@@ -1,0 +1,114 @@
+//! The control socket that `vxctl` talks to.
+//!
+//! The socket lives in a directory only this user can enter (0700) and is
+//! itself 0600; on top of that, each connection's peer uid must be ours.
+//! A connection opens with the frozen hello exchange, then carries any number
+//! of requests, each answered by one reply.
+
+use std::io::BufReader;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, Stream, prelude::*};
+use vx_ctl_protocol::{ClientHello, DaemonHello, PROTOCOL_VERSION, Reply, Request, SearchReply};
+use vx_index::MediaIndex;
+use vx_wire::{WireError, read_frame, write_frame};
+
+use crate::state::State;
+
+pub struct Control {
+    pub state: Arc<State>,
+    pub index: Arc<MediaIndex>,
+    pub watched: Vec<PathBuf>,
+}
+
+/// Creates the socket's directory (0700, ours) if needed.
+pub fn prepare_socket_dir(socket: &Path) -> anyhow::Result<PathBuf> {
+    let dir = socket.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create socket folder {}", dir.display()))?;
+    let meta = std::fs::metadata(&dir)?;
+    // SAFETY: getuid has no preconditions.
+    if meta.uid() != unsafe { libc::getuid() } {
+        bail!("socket folder {} belongs to another user", dir.display());
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(dir)
+}
+
+/// Binds the control socket, refusing to displace a live daemon.
+pub fn serve(socket: &Path, control: Arc<Control>) -> anyhow::Result<()> {
+    let name = socket.to_fs_name::<GenericFilePath>()?;
+    if socket.exists() {
+        if Stream::connect(name.clone()).is_ok() {
+            bail!("another vxd is already listening on {}", socket.display());
+        }
+        std::fs::remove_file(socket).ok(); // stale, from a daemon that was killed
+    }
+    let listener = ListenerOptions::new()
+        .name(name)
+        .create_sync()
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    std::thread::Builder::new().name("control".into()).spawn(move || {
+        for conn in listener.incoming() {
+            let conn = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("control accept: {e}");
+                    continue;
+                }
+            };
+            let control = control.clone();
+            let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || {
+                if let Err(e) = handle(conn, &control) {
+                    tracing::debug!("control connection: {e}");
+                }
+            });
+        }
+    })?;
+    Ok(())
+}
+
+fn handle(conn: Stream, control: &Control) -> anyhow::Result<()> {
+    // SAFETY: getuid has no preconditions.
+    let ours = unsafe { libc::getuid() };
+    let peer = conn.peer_creds()?.euid();
+    if peer != Some(ours) {
+        bail!("refused connection from uid {peer:?}");
+    }
+    let mut reader = BufReader::new(&conn);
+    let mut writer = &conn;
+    let hello: ClientHello = read_frame(&mut reader)?;
+    let ours = DaemonHello {
+        protocol: PROTOCOL_VERSION,
+        daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid: std::process::id(),
+    };
+    write_frame(&mut writer, &ours)?;
+    if hello.protocol != PROTOCOL_VERSION {
+        return Ok(()); // the client reports the mismatch
+    }
+    loop {
+        let req: Request = match read_frame(&mut reader) {
+            Ok(r) => r,
+            Err(WireError::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let reply = match req {
+            Request::Status => Reply::Status(control.state.snapshot(&control.watched)),
+            Request::Search(s) => match control.index.search(&s.query, s.limit.clamp(1, 10_000) as usize) {
+                Ok(hits) => Reply::Search(SearchReply { hits }),
+                Err(e) => Reply::Error(e.to_string()),
+            },
+        };
+        write_frame(&mut writer, &reply)?;
+    }
+}

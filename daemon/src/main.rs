@@ -1,0 +1,151 @@
+//! `vxd`, the vx media-indexing daemon.
+//!
+//! It watches folders, decodes each media file once into shared memory, runs
+//! one `vx-plugin-host` process per plugin over a local socket, indexes what
+//! they find in tantivy, and answers `vxctl` on a control socket. See
+//! ARCHITECTURE.md for the whole picture.
+
+mod control;
+mod host;
+mod pipeline;
+mod state;
+mod watch;
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use vx_config::Settings;
+use vx_index::MediaIndex;
+
+use crate::control::Control;
+use crate::pipeline::Pipeline;
+use crate::state::State;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "The vx media-indexing daemon: makes your videos, recordings and photos searchable",
+    long_about = "Watches the configured folders, indexes every video, audio file and image in them, \
+                  and answers vxctl. Runs in the foreground; stop it with SIGTERM or Ctrl-C.\n\n\
+                  Configuration: --config FILE, else $XDG_CONFIG_HOME/vx/vxd.toml if it exists; \
+                  VX_* variables override it. See --print-config for every key and its default."
+)]
+struct Args {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the commented default configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    if args.print_config {
+        print!("{}", vx_config::EXAMPLE_TOML);
+        return;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VX_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(args) {
+        eprintln!("vxd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let settings = Arc::new(Settings::load(args.config.as_deref())?);
+    if settings.watch.is_empty() {
+        bail!("no folders to watch: set `watch = [\"~/Videos\"]` in the config or VX_WATCH");
+    }
+    for dir in &settings.watch {
+        if !dir.is_dir() {
+            tracing::warn!(dir = %dir.display(), "watched folder does not exist (yet)");
+        }
+    }
+    std::fs::create_dir_all(&settings.state_dir)
+        .with_context(|| format!("cannot create state dir {}", settings.state_dir.display()))?;
+    let _lock = lock_state_dir(&settings.state_dir)?;
+    let index = Arc::new(MediaIndex::open(&settings.state_dir.join("index"))?);
+    let state = Arc::new(State::default());
+    state.lock().crawling = true;
+
+    let socket_dir = control::prepare_socket_dir(&settings.socket)?;
+    let control = Arc::new(Control { state: state.clone(), index: index.clone(), watched: settings.watch.clone() });
+    control::serve(&settings.socket, control)?;
+
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let pipeline = Pipeline::new(settings.clone(), state.clone(), index.clone(), socket_dir);
+    std::thread::Builder::new().name("pipeline".into()).spawn(move || {
+        pipeline.run();
+        let _ = done_tx.send(());
+    })?;
+
+    let settle = Duration::from_millis(settings.settle_ms);
+    let _watcher = watch::start(settings.watch.clone(), state.clone(), index.clone(), settle)?;
+    let crawl_state = state.clone();
+    let roots = settings.watch.clone();
+    std::thread::Builder::new().name("crawl".into()).spawn(move || {
+        let started = Instant::now();
+        for root in &roots {
+            watch::crawl(root, &roots, &mut |p, size| crawl_state.enqueue(p, size));
+        }
+        let n = crawl_state.lock().seen.len();
+        crawl_state.lock().crawling = false;
+        tracing::info!(files = n, secs = format!("{:.2}", started.elapsed().as_secs_f64()), "crawl done");
+    })?;
+    tracing::info!(pid = std::process::id(), socket = %settings.socket.display(), "vxd ready");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    tracing::info!("shutting down");
+    state.shut_down();
+    // The pipeline finishes its current file's plugin call at most this long.
+    if done_rx.recv_timeout(Duration::from_secs(5)).is_err() {
+        tracing::warn!("pipeline did not stop in time; killing hosts");
+        for pid in state.lock().plugins.iter().filter_map(|p| p.pid) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+    let _ = std::fs::remove_file(&settings.socket);
+    Ok(())
+}
+
+/// Takes an exclusive lock on `state_dir/vxd.pid`, so two daemons never share
+/// an index. The lock dies with the process, whatever kills it.
+fn lock_state_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join("vxd.pid");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let other = std::fs::read_to_string(&path).unwrap_or_default();
+        bail!("another vxd (pid {}) is using {}", other.trim(), dir.display());
+    }
+    f.set_len(0)?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(f)
+}
