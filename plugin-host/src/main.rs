@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("VX_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let Some(mut plugin) = plugin_named(&args.plugin) else {

@@ -267,6 +267,8 @@ impl MediaIndex {
         let path = PathBuf::from(text(f.path).concat());
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let is_segment = text(f.doc_type).first().map(String::as_str) == Some("segment");
+        // A still's one segment is the whole file: no time range to show.
+        let timed = is_segment && text(f.kind).first().map(String::as_str) != Some("image");
         let values: [Vec<String>; 8] = [
             vec![name.clone()],
             vec![path.to_string_lossy().into_owned()],
@@ -301,8 +303,8 @@ impl MediaIndex {
             path,
             kind: text(f.kind).concat(),
             score,
-            start_s: if is_segment { f64_of(f.start_s) } else { None },
-            end_s: if is_segment { f64_of(f.end_s) } else { None },
+            start_s: if timed { f64_of(f.start_s) } else { None },
+            end_s: if timed { f64_of(f.end_s) } else { None },
             snippet,
             fields: matched,
         }

@@ -127,7 +127,7 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
             let mut ctx = codec::Context::from_parameters(s.parameters()).map_err(MediaError::Decode)?;
             ctx.set_threading(codec::threading::Config::count(opts.decoder_threads));
             let dec = ctx.decoder().video().map_err(MediaError::Decode)?;
-            out.video_codec = dec.codec().map(|c| c.name().to_owned());
+            out.video_codec = Some(s.parameters().id().name().to_owned());
             out.width = Some(dec.width());
             out.height = Some(dec.height());
             let interval = match out.duration_s {
@@ -143,7 +143,7 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
             let s = input.stream(i).expect("stream exists");
             let ctx = codec::Context::from_parameters(s.parameters()).map_err(MediaError::Decode)?;
             let dec = ctx.decoder().audio().map_err(MediaError::Decode)?;
-            out.audio_codec = dec.codec().map(|c| c.name().to_owned());
+            out.audio_codec = Some(s.parameters().id().name().to_owned());
             Some(AudioMixer::new(dec))
         }
         None => None,
