@@ -207,9 +207,9 @@ fn print_status(s: &Status) {
 }
 
 fn timestamp(s: f64) -> String {
-    let ms = (s * 1000.0).round() as u64;
-    let (h, m, sec, ms) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    if h > 0 { format!("{h}:{m:02}:{sec:02}.{:01}", ms / 100) } else { format!("{m}:{sec:02}.{:01}", ms / 100) }
+    let tenths = (s.max(0.0) * 10.0).round() as u64;
+    let (h, m, sec, t) = (tenths / 36_000, tenths / 600 % 60, tenths / 10 % 60, tenths % 10);
+    if h > 0 { format!("{h}:{m:02}:{sec:02}.{t}") } else { format!("{m}:{sec:02}.{t}") }
 }
 
 fn print_hits(hits: &[Hit]) {

@@ -1,0 +1,190 @@
+//! Helpers for the end-to-end tests: locate the built binaries, generate real
+//! media with the ffmpeg CLI, and run `vxd` in a temp dir and `vxctl` against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// `target/release` (or whichever profile built this test).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_owned();
+    assert!(
+        dir.join("vxd").exists() && dir.join("vxctl").exists() && dir.join("vx-plugin-host").exists(),
+        "binaries missing in {}: run `cargo build --release --workspace` first (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+/// Runs ffmpeg with `args`, panicking with its stderr on failure.
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg").args(["-nostdin", "-v", "error", "-y"]).args(args).output().expect("ffmpeg runs");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A video of two clearly different shots (test card, then colour bars),
+/// `secs` long in total, with a sine tone.
+pub fn make_video(path: &Path, secs: u32) {
+    let half = (secs / 2).max(1).to_string();
+    let rest = (secs - secs / 2).max(1).to_string();
+    ffmpeg(&[
+        "-f", "lavfi", "-i", &format!("testsrc=size=320x240:rate=25:duration={half}"),
+        "-f", "lavfi", "-i", &format!("smptebars=size=320x240:rate=25:duration={rest}"),
+        "-f", "lavfi", "-i", &format!("sine=frequency=440:duration={secs}"),
+        "-filter_complex", "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+        "-map", "[v]", "-map", "2:a", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", path.to_str().unwrap(),
+    ]);
+}
+
+pub fn make_audio(path: &Path, secs: u32) {
+    ffmpeg(&["-f", "lavfi", "-i", &format!("sine=frequency=300:duration={secs}"), path.to_str().unwrap()]);
+}
+
+pub fn make_image(path: &Path) {
+    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=400x300", "-frames:v", "1", path.to_str().unwrap()]);
+}
+
+/// A running vxd on its own temp dirs; killed on drop if still running.
+pub struct Daemon {
+    pub root: tempfile::TempDir,
+    pub media: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub child: Child,
+}
+
+impl Daemon {
+    /// Writes a config watching `root/media` (which `populate` fills first)
+    /// and starts vxd on it.
+    pub fn start(populate: impl FnOnce(&Path)) -> Daemon {
+        let root = tempfile::tempdir().expect("temp dir");
+        let media = root.path().join("media");
+        std::fs::create_dir_all(&media).unwrap();
+        populate(&media);
+        let socket = root.path().join("run/vxd.sock");
+        let config = root.path().join("vxd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "watch = [{media:?}]\nstate_dir = {:?}\ncache_dir = {:?}\nsocket = {socket:?}\nsettle_ms = 300\n",
+                root.path().join("state"),
+                root.path().join("cache"),
+            ),
+        )
+        .unwrap();
+        let child = spawn_vxd(&config, root.path());
+        let d = Daemon { root, media, socket, config, child };
+        d.wait_for_socket();
+        d
+    }
+
+    fn wait_for_socket(&self) {
+        let start = Instant::now();
+        while !self.socket.exists() {
+            assert!(start.elapsed() < Duration::from_secs(20), "vxd never created {}", self.socket.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn vxctl(&self, args: &[&str]) -> Output {
+        Command::new(bin_dir().join("vxctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("vxctl runs")
+    }
+
+    /// `vxctl … --json`, parsed; panics with stderr when vxctl fails.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let out = self.vxctl(&args);
+        assert!(out.status.success(), "vxctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("vxctl prints JSON")
+    }
+
+    pub fn wait_idle(&self, timeout_s: u32) {
+        let out = self.vxctl(&["wait", "--timeout", &timeout_s.to_string()]);
+        assert!(out.status.success(), "vxd not idle in {timeout_s} s: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn search(&self, query: &str) -> Vec<Value> {
+        self.json(&["search", query])["hits"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("vxd.log")).unwrap_or_default()
+    }
+
+    /// Sends `sig` and waits (bounded) for the exit status.
+    pub fn signal_and_wait(&mut self, sig: i32, timeout: Duration) -> ExitStatus {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.pid(), sig) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < timeout, "vxd did not exit within {timeout:?} of signal {sig}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn spawn_vxd(config: &Path, log_dir: &Path) -> Child {
+    let log = std::fs::File::create(log_dir.join("vxd.log")).unwrap();
+    Command::new(bin_dir().join("vxd"))
+        .arg("--config")
+        .arg(config)
+        .env("VX_LOG", "info,tantivy=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("vxd starts")
+}
+
+pub fn process_alive(pid: i32) -> bool {
+    // A zombie still "exists" for kill(0); look at its state instead.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Open fds of `pid` that are vx shared-memory segments.
+pub fn segment_fds(pid: i32) -> usize {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|t| t.to_string_lossy().contains("memfd:vx-media"))
+        .count()
+}
+
+/// Waits until `check` holds, polling; false on timeout.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
