@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The fault-injecting misbehave plugin is compiled into the host for tests.
+FEATURES=(--features vx-plugin-host/misbehave)
 echo "==> building (release)" >&2
-cargo build --release --workspace --locked
+cargo build --release --workspace --locked "${FEATURES[@]}"
 echo "==> testing" >&2
-cargo test --release --workspace --locked "$@"
+cargo test --release --workspace --locked "${FEATURES[@]}" "$@"

@@ -48,12 +48,27 @@ pub fn make_image(path: &Path) {
     ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=400x300", "-frames:v", "1", path.to_str().unwrap()]);
 }
 
+/// Copies of one small image under each of `names` in `dir`.
+pub fn make_images(dir: &Path, names: &[String]) {
+    let first = dir.join(&names[0]);
+    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=96x64", "-frames:v", "1", first.to_str().unwrap()]);
+    for n in &names[1..] {
+        std::fs::copy(&first, dir.join(n)).unwrap();
+    }
+}
+
+/// The number of open fds of `pid`.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
 /// A running vxd on its own temp dirs; killed on drop if still running.
 pub struct Daemon {
     pub root: tempfile::TempDir,
     pub media: PathBuf,
     pub socket: PathBuf,
     pub config: PathBuf,
+    pub env: Vec<(String, String)>,
     pub child: Child,
 }
 
@@ -61,6 +76,11 @@ impl Daemon {
     /// Writes a config watching `root/media` (which `populate` fills first)
     /// and starts vxd on it.
     pub fn start(populate: impl FnOnce(&Path)) -> Daemon {
+        Self::start_with("", &[], populate)
+    }
+
+    /// Like [`start`](Self::start), with extra config lines and environment.
+    pub fn start_with(extra_toml: &str, env: &[(&str, &str)], populate: impl FnOnce(&Path)) -> Daemon {
         let root = tempfile::tempdir().expect("temp dir");
         let media = root.path().join("media");
         std::fs::create_dir_all(&media).unwrap();
@@ -70,14 +90,15 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "watch = [{media:?}]\nstate_dir = {:?}\ncache_dir = {:?}\nsocket = {socket:?}\nsettle_ms = 300\n",
+                "watch = [{media:?}]\nstate_dir = {:?}\ncache_dir = {:?}\nsocket = {socket:?}\nsettle_ms = 300\n{extra_toml}\n",
                 root.path().join("state"),
                 root.path().join("cache"),
             ),
         )
         .unwrap();
-        let child = spawn_vxd(&config, root.path());
-        let d = Daemon { root, media, socket, config, child };
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let child = spawn_vxd_with(&config, root.path(), &env);
+        let d = Daemon { root, media, socket, config, env, child };
         d.wait_for_socket();
         d
     }
@@ -88,6 +109,14 @@ impl Daemon {
             assert!(start.elapsed() < Duration::from_secs(20), "vxd never created {}", self.socket.display());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops vxd with SIGTERM and starts it again on the same dirs.
+    pub fn restart(&mut self) {
+        let status = self.signal_and_wait(libc::SIGTERM, Duration::from_secs(15));
+        assert!(status.success(), "vxd exit status {status:?}\n{}", self.log());
+        self.child = spawn_vxd_with(&self.config, self.root.path(), &self.env);
+        self.wait_for_socket();
     }
 
     pub fn pid(&self) -> i32 {
@@ -118,7 +147,7 @@ impl Daemon {
     }
 
     pub fn search(&self, query: &str) -> Vec<Value> {
-        self.json(&["search", query])["hits"].as_array().cloned().unwrap_or_default()
+        self.json(&["search", query, "--limit", "1000"])["hits"].as_array().cloned().unwrap_or_default()
     }
 
     pub fn log(&self) -> String {
@@ -147,12 +176,13 @@ impl Drop for Daemon {
     }
 }
 
-pub fn spawn_vxd(config: &Path, log_dir: &Path) -> Child {
+pub fn spawn_vxd_with(config: &Path, log_dir: &Path, env: &[(String, String)]) -> Child {
     let log = std::fs::File::create(log_dir.join("vxd.log")).unwrap();
     Command::new(bin_dir().join("vxd"))
         .arg("--config")
         .arg(config)
         .env("VX_LOG", "info,tantivy=warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

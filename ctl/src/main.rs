@@ -13,7 +13,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
 use vx_ctl_protocol::{
-    ClientHello, DaemonHello, Hit, PROTOCOL_VERSION, Reply, Request, SearchReply, SearchRequest, Status,
+    ClientHello, DaemonHello, Hit, PROTOCOL_VERSION, Reply, Request, RetryReply, RetryRequest, SearchReply,
+    SearchRequest, Status,
 };
 use vx_wire::{read_frame, write_frame};
 
@@ -64,6 +65,19 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Index files again although they are unchanged, e.g. after a plugin
+    /// failed on them. Failed files are otherwise not retried until they change.
+    Retry {
+        /// Files to index again.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        paths: Vec<PathBuf>,
+        /// Every file listed under failed files in `vxctl status`.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON: {"queued":[paths], "refused":[[path, why]]}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -108,6 +122,22 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&reply)?);
             } else {
                 print_hits(&reply.hits);
+            }
+        }
+        Command::Retry { paths, all, json } => {
+            let cwd = std::env::current_dir()?;
+            let paths = paths.into_iter().map(|p| cwd.join(p)).collect();
+            let reply = Client::connect(&socket)?.retry(RetryRequest { paths, all_failed: all })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply)?);
+            } else {
+                println!("queued {} file(s) for indexing", reply.queued.len());
+                for (p, why) in &reply.refused {
+                    eprintln!("vxctl: not queued: {}: {why}", p.display());
+                }
+            }
+            if !reply.refused.is_empty() {
+                return Ok(ExitCode::FAILURE);
             }
         }
     }
@@ -161,6 +191,13 @@ impl Client {
     fn status(&mut self) -> anyhow::Result<Status> {
         match self.call(&Request::Status)? {
             Reply::Status(s) => Ok(s),
+            other => bail!("unexpected reply from vxd: {other:?}"),
+        }
+    }
+
+    fn retry(&mut self, req: RetryRequest) -> anyhow::Result<RetryReply> {
+        match self.call(&Request::Retry(req))? {
+            Reply::Retry(r) => Ok(r),
             other => bail!("unexpected reply from vxd: {other:?}"),
         }
     }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, Stream, prelude::*};
-use vx_ctl_protocol::{ClientHello, DaemonHello, PROTOCOL_VERSION, Reply, Request, SearchReply};
+use vx_ctl_protocol::{
+    ClientHello, DaemonHello, PROTOCOL_VERSION, Reply, Request, RetryReply, RetryRequest, SearchReply,
+};
 use vx_index::MediaIndex;
 use vx_wire::{WireError, read_frame, write_frame};
 
@@ -108,7 +110,40 @@ fn handle(conn: Stream, control: &Control) -> anyhow::Result<()> {
                 Ok(hits) => Reply::Search(SearchReply { hits }),
                 Err(e) => Reply::Error(e.to_string()),
             },
+            Request::Retry(r) => Reply::Retry(retry(control, r)),
         };
         write_frame(&mut writer, &reply)?;
     }
+}
+
+fn retry(control: &Control, req: RetryRequest) -> RetryReply {
+    let mut targets = req.paths;
+    if req.all_failed {
+        let state = control.state.lock();
+        targets.extend(state.failed.keys().map(|(p, _)| p.clone()));
+    }
+    targets.sort();
+    targets.dedup();
+    let mut reply = RetryReply::default();
+    for path in targets {
+        let refusal = match std::fs::metadata(&path) {
+            Err(e) => Some(e.to_string()),
+            Ok(m) if !m.is_file() => Some("not a file".into()),
+            Ok(_) if !crate::watch::wanted(&path, &control.watched)
+                || !control.watched.iter().any(|w| path.starts_with(w)) =>
+            {
+                Some("not a media file in a watched folder".into())
+            }
+            Ok(m) => {
+                control.state.lock().force.insert(path.clone());
+                control.state.enqueue(path.clone(), m.len());
+                None
+            }
+        };
+        match refusal {
+            Some(why) => reply.refused.push((path, why)),
+            None => reply.queued.push(path),
+        }
+    }
+    reply
 }

@@ -1,8 +1,15 @@
 //! One model host: a `vx-plugin-host` child process and the socket to it.
 //!
 //! The daemon listens on a private socket, spawns the host with
-//! `PR_SET_PDEATHSIG` (so it dies with vxd, even after SIGKILL), accepts its
-//! connection and checks its Hello. Each job is one request and one reply
+//! `PR_SET_PDEATHSIG` (so it dies with vxd, even after SIGKILL) and an
+//! address-space limit, accepts its connection and checks its Hello.
+//!
+//! The memory limit is `RLIMIT_AS`, not a cgroup: it needs no delegated cgroup
+//! subtree (a vxd started from a shell has none), it applies to exactly one
+//! process, and hitting it makes allocation fail inside the host, which the
+//! host reports by exiting with `EXIT_OUT_OF_MEMORY`. Its cost: it counts
+//! address space, not resident memory, so the cap must leave room for what a
+//! model runtime reserves without touching. Each job is one request and one reply
 //! under a deadline. Any transport failure — EOF, garbage, a timeout — kills
 //! the host and is returned as a [`HostFailure`] naming what happened; the
 //! next job starts a fresh host.
@@ -16,11 +23,18 @@ use std::time::{Duration, Instant};
 use interprocess::local_socket::{
     GenericFilePath, Listener, ListenerNonblockingMode, ListenerOptions, Stream, prelude::*,
 };
-use vx_plugin_protocol::{DaemonToHost, HostToDaemon, Job, PROTOCOL_VERSION, PluginOutput};
+use vx_plugin_protocol::{
+    DaemonToHost, EXIT_OUT_OF_MEMORY, EXIT_PANIC, HostToDaemon, Job, PROTOCOL_VERSION, PluginOutput,
+};
 use vx_wire::{WireError, read_frame, write_frame};
 
-/// How long a host may take from spawn to Hello.
-const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(20);
+/// What every host is started with.
+#[derive(Debug, Clone, Copy)]
+pub struct HostLimits {
+    pub memory_mb: u64,
+    /// From spawn to Hello.
+    pub start_timeout: Duration,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostFailure {
@@ -32,24 +46,32 @@ pub enum HostFailure {
     HandshakeTimeout { plugin: String, secs: f64 },
     #[error("plugin {plugin} speaks protocol {theirs}, vxd speaks {ours}")]
     Version { plugin: String, ours: u32, theirs: u32 },
-    #[error("host {plugin} sent an unexpected message: {0}", plugin = .1)]
-    Protocol(String, String),
+    #[error("sent garbage: {0}")]
+    Protocol(String),
     #[error("deadline {0:.1} s exceeded")]
     Deadline(f64),
+    #[error("panicked: {0}")]
+    Panicked(String),
     #[error("{0}")]
     Died(String),
 }
 
 pub struct Host {
-    plugin: String,
     child: Child,
     conn: BufReader<Stream>,
+    limits: HostLimits,
     pub version: String,
 }
 
 impl Host {
     /// Spawns `exe --plugin NAME --socket DIR/…` and waits for its Hello.
-    pub fn start(exe: &Path, plugin: &str, socket_dir: &Path, seq: u64) -> Result<Host, HostFailure> {
+    pub fn start(
+        exe: &Path,
+        plugin: &str,
+        socket_dir: &Path,
+        seq: u64,
+        limits: HostLimits,
+    ) -> Result<Host, HostFailure> {
         let sock = socket_dir.join(format!("host-{plugin}-{}-{seq}.sock", std::process::id()));
         let name = sock.as_path().to_fs_name::<GenericFilePath>().map_err(HostFailure::Spawn)?;
         let listener = ListenerOptions::new()
@@ -59,18 +81,24 @@ impl Host {
             .map_err(HostFailure::Spawn)?;
         let mut cmd = Command::new(exe);
         cmd.arg("--plugin").arg(plugin).arg("--socket").arg(&sock).stdin(Stdio::null());
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        let bytes = limits.memory_mb.saturating_mul(1 << 20);
+        // SAFETY: prctl and setrlimit are async-signal-safe; nothing else runs
+        // between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let cap = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+                if libc::setrlimit(libc::RLIMIT_AS, &cap) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });
         }
         let mut child = cmd.spawn().map_err(HostFailure::Spawn)?;
-        match accept_hello(&listener, &mut child, plugin) {
-            Ok((conn, version)) => Ok(Host { plugin: plugin.to_owned(), child, conn, version }),
+        match accept_hello(&listener, &mut child, plugin, limits) {
+            Ok((conn, version)) => Ok(Host { child, conn, limits, version }),
             Err(e) => {
                 kill_and_reap(&mut child);
                 Err(e)
@@ -104,12 +132,13 @@ impl Host {
         }
         match read_frame::<_, HostToDaemon>(&mut self.conn) {
             Ok(HostToDaemon::Done(reply)) if reply.id == job.id => Ok(reply.outcome),
-            Ok(other) => Err(HostFailure::Protocol(format!("{other:?}").chars().take(200).collect(), self.plugin.clone())),
+            Ok(HostToDaemon::Panicked { message, .. }) => Err(HostFailure::Panicked(message)),
+            Ok(other) => Err(HostFailure::Protocol(format!("unexpected {other:?}").chars().take(200).collect())),
             Err(WireError::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 Err(HostFailure::Deadline(deadline.as_secs_f64()))
             }
             Err(e @ (WireError::Closed | WireError::Truncated)) => Err(self.died(&e.to_string())),
-            Err(e) => Err(HostFailure::Protocol(e.to_string(), self.plugin.clone())),
+            Err(e) => Err(HostFailure::Protocol(e.to_string())),
         }
     }
 
@@ -118,7 +147,7 @@ impl Host {
         let until = Instant::now() + Duration::from_secs(2);
         while Instant::now() < until {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return HostFailure::Died(describe(status));
+                return HostFailure::Died(describe(status, self.limits));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -139,7 +168,14 @@ impl Host {
     }
 }
 
-fn accept_hello(listener: &Listener, child: &mut Child, plugin: &str) -> Result<(BufReader<Stream>, String), HostFailure> {
+fn accept_hello(
+    listener: &Listener,
+    child: &mut Child,
+    plugin: &str,
+    limits: HostLimits,
+) -> Result<(BufReader<Stream>, String), HostFailure> {
+    let deadline = limits.start_timeout;
+    let timeout = || HostFailure::HandshakeTimeout { plugin: plugin.to_owned(), secs: deadline.as_secs_f64() };
     let start = Instant::now();
     let conn = loop {
         match listener.accept() {
@@ -148,14 +184,15 @@ fn accept_hello(listener: &Listener, child: &mut Child, plugin: &str) -> Result<
             Err(e) => return Err(HostFailure::Spawn(e)),
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(HostFailure::ExitedBeforeHandshake { plugin: plugin.to_owned(), status: describe(status) });
+            let status = describe(status, limits);
+            return Err(HostFailure::ExitedBeforeHandshake { plugin: plugin.to_owned(), status });
         }
-        if start.elapsed() > HANDSHAKE_DEADLINE {
-            return Err(HostFailure::HandshakeTimeout { plugin: plugin.to_owned(), secs: HANDSHAKE_DEADLINE.as_secs_f64() });
+        if start.elapsed() > deadline {
+            return Err(timeout());
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let left = HANDSHAKE_DEADLINE.saturating_sub(start.elapsed()).max(Duration::from_millis(100));
+    let left = deadline.saturating_sub(start.elapsed()).max(Duration::from_millis(100));
     conn.set_recv_timeout(Some(left)).map_err(HostFailure::Spawn)?;
     let mut conn = BufReader::new(conn);
     match read_frame::<_, HostToDaemon>(&mut conn) {
@@ -163,18 +200,16 @@ fn accept_hello(listener: &Listener, child: &mut Child, plugin: &str) -> Result<
             Err(HostFailure::Version { plugin: plugin.to_owned(), ours: PROTOCOL_VERSION, theirs: h.protocol })
         }
         Ok(HostToDaemon::Hello(h)) if h.plugin != plugin => {
-            Err(HostFailure::Protocol(format!("says it is plugin {:?}", h.plugin), plugin.to_owned()))
+            Err(HostFailure::Protocol(format!("host for {plugin} says it is plugin {:?}", h.plugin)))
         }
         Ok(HostToDaemon::Hello(h)) => Ok((conn, h.plugin_version)),
-        Ok(other) => Err(HostFailure::Protocol(format!("{other:?} before Hello"), plugin.to_owned())),
-        Err(WireError::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            Err(HostFailure::HandshakeTimeout { plugin: plugin.to_owned(), secs: HANDSHAKE_DEADLINE.as_secs_f64() })
-        }
+        Ok(other) => Err(HostFailure::Protocol(format!("{other:?} before Hello"))),
+        Err(WireError::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Err(timeout()),
         Err(WireError::Closed | WireError::Truncated) => {
-            let status = child.wait().map(describe).unwrap_or_else(|e| e.to_string());
+            let status = child.wait().map(|s| describe(s, limits)).unwrap_or_else(|e| e.to_string());
             Err(HostFailure::ExitedBeforeHandshake { plugin: plugin.to_owned(), status })
         }
-        Err(e) => Err(HostFailure::Protocol(e.to_string(), plugin.to_owned())),
+        Err(e) => Err(HostFailure::Protocol(e.to_string())),
     }
 }
 
@@ -183,10 +218,13 @@ fn kill_and_reap(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// "exit status 3", "killed by SIGSEGV".
-pub fn describe(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        return format!("exit status {code}");
+/// "exit status 3", "killed by SIGSEGV", "memory limit 2048 MiB exceeded".
+fn describe(status: ExitStatus, limits: HostLimits) -> String {
+    match status.code() {
+        Some(EXIT_OUT_OF_MEMORY) => return format!("memory limit {} MiB exceeded", limits.memory_mb),
+        Some(EXIT_PANIC) => return "panicked".into(),
+        Some(code) => return format!("exit status {code}"),
+        None => {}
     }
     let sig = status.signal().unwrap_or(0);
     let name = match sig {

@@ -80,7 +80,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     let _lock = lock_state_dir(&settings.state_dir)?;
     let index = Arc::new(MediaIndex::open(&settings.state_dir.join("index"))?);
     let state = Arc::new(State::default());
-    state.lock().crawling = true;
+    {
+        let mut s = state.lock();
+        s.crawling = true;
+        // Failures persist in the index: a poison file stays listed (and is not
+        // retried) until it changes or `vxctl retry` asks for it.
+        for (path, plugin, reason) in index.failures()? {
+            if path.exists() {
+                s.failed.insert((path, plugin), reason);
+            }
+        }
+    }
 
     let socket_dir = control::prepare_socket_dir(&settings.socket)?;
     let control = Arc::new(Control { state: state.clone(), index: index.clone(), watched: settings.watch.clone() });

@@ -13,20 +13,55 @@ use vx_config::Settings;
 use vx_ctl_protocol::PluginState;
 use vx_index::{FileRecord, MediaIndex};
 use vx_media::DecodeOptions;
-use vx_plugin_protocol::{Job, SegmentResult, ShmRef};
+use vx_plugin_protocol::{Job, MediaKind, SegmentResult, ShmRef};
 
-use crate::host::{Host, HostFailure, host_exe};
+use crate::host::{Host, HostFailure, HostLimits, host_exe};
 use crate::state::State;
 
-/// A host that fails this many times in a row is disabled.
-const MAX_CONSECUTIVE_FAILURES: u32 = 5;
+/// The "plugin" name failures of decoding itself are recorded under.
+pub const DECODE: &str = "decode";
+
+/// A plugin whose host fails to start this many times in a row is disabled
+/// until vxd restarts...
+const MAX_START_FAILURES_IN_A_ROW: u32 = 3;
+/// ...and so is one whose host dies on this many files in a row.
+const MAX_FAILED_FILES_IN_A_ROW: u32 = 5;
+/// Each host death after the first in a row doubles the wait before the next
+/// start, from this up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 struct Slot {
     plugin: String,
     host: Option<Host>,
     version: String,
-    consecutive_failures: u32,
     started: u64,
+    deaths_in_a_row: u32,
+    start_failures_in_a_row: u32,
+    failed_files_in_a_row: u32,
+    disabled: bool,
+}
+
+impl Slot {
+    fn new(plugin: &str) -> Self {
+        Self {
+            plugin: plugin.to_owned(),
+            host: None,
+            version: "?".into(),
+            started: 0,
+            deaths_in_a_row: 0,
+            start_failures_in_a_row: 0,
+            failed_files_in_a_row: 0,
+            disabled: false,
+        }
+    }
+
+    fn backoff(&self) -> Duration {
+        match self.deaths_in_a_row {
+            0 | 1 => Duration::ZERO, // the first retry is immediate
+            n => FIRST_BACKOFF.saturating_mul(1 << (n - 2).min(16)).min(MAX_BACKOFF),
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -34,6 +69,7 @@ pub struct Pipeline {
     state: Arc<State>,
     index: Arc<MediaIndex>,
     slots: Vec<Slot>,
+    limits: HostLimits,
     host_exe: PathBuf,
     socket_dir: PathBuf,
     next_job_id: u64,
@@ -44,9 +80,13 @@ impl Pipeline {
         let slots = settings
             .plugins
             .iter()
-            .map(|p| Slot { plugin: p.clone(), host: None, version: "?".into(), consecutive_failures: 0, started: 0 })
+            .map(|p| Slot::new(p))
             .collect();
-        Self { settings, state, index, slots, host_exe: host_exe(), socket_dir, next_job_id: 1 }
+        let limits = HostLimits {
+            memory_mb: settings.host_memory_mb,
+            start_timeout: Duration::from_secs_f64(settings.host_start_timeout_s),
+        };
+        Self { settings, state, index, slots, limits, host_exe: host_exe(), socket_dir, next_job_id: 1 }
     }
 
     /// Runs on its own thread until shutdown. Hosts are spawned from this
@@ -73,19 +113,21 @@ impl Pipeline {
         if slot.host.is_some() {
             return true;
         }
-        if slot.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
+        if slot.disabled {
             return false;
         }
+        std::thread::sleep(slot.backoff());
         let restart = slot.started > 0;
         slot.started += 1;
         self.state.set_plugin(&slot.plugin, |p| {
             p.state = PluginState::Starting;
             p.restarts += restart as u32;
         });
-        match Host::start(&self.host_exe, &slot.plugin, &self.socket_dir, slot.started) {
+        match Host::start(&self.host_exe, &slot.plugin, &self.socket_dir, slot.started, self.limits) {
             Ok(h) => {
                 tracing::info!(plugin = %slot.plugin, pid = h.pid(), "host ready");
                 slot.version = h.version.clone();
+                slot.start_failures_in_a_row = 0;
                 let pid = h.pid();
                 self.state.set_plugin(&slot.plugin, |p| {
                     p.pid = Some(pid);
@@ -95,17 +137,21 @@ impl Pipeline {
                 true
             }
             Err(e) => {
+                self.slots[i].start_failures_in_a_row += 1;
                 self.host_failed(i, &e);
                 false
             }
         }
     }
 
+    /// Records a host death; the host is gone and restarts on demand.
     fn host_failed(&mut self, i: usize, e: &HostFailure) {
         let slot = &mut self.slots[i];
         slot.host = None;
-        slot.consecutive_failures += 1;
-        let disabled = slot.consecutive_failures >= MAX_CONSECUTIVE_FAILURES;
+        slot.deaths_in_a_row += 1;
+        slot.disabled |= slot.start_failures_in_a_row >= MAX_START_FAILURES_IN_A_ROW
+            || slot.failed_files_in_a_row >= MAX_FAILED_FILES_IN_A_ROW;
+        let disabled = slot.disabled;
         tracing::warn!(plugin = %slot.plugin, disabled, "host failed: {e}");
         self.state.set_plugin(&slot.plugin, |p| {
             p.pid = None;
@@ -113,6 +159,42 @@ impl Pipeline {
             p.state = if disabled { PluginState::Disabled } else { PluginState::Exited };
             p.last_error = Some(e.to_string());
         });
+    }
+
+    /// Runs plugin `i` on `job`. A host that dies on it is replaced and the
+    /// file retried once; a second death makes this file a failure for this
+    /// plugin only.
+    fn run_plugin(&mut self, i: usize, job: &Job, deadline: Duration) -> Result<Vec<SegmentResult>, String> {
+        let plugin = self.slots[i].plugin.clone();
+        let mut last_error = String::new();
+        for attempt in 1..=2 {
+            if !self.ensure_host(i) {
+                let why = self.state.lock().plugins.iter().find(|p| p.name == plugin).and_then(|p| p.last_error.clone());
+                return Err(format!("plugin not running: {}", why.unwrap_or(last_error)));
+            }
+            let job = Job { id: self.next_job_id, ..job.clone() };
+            self.next_job_id += 1;
+            self.state.set_plugin(&plugin, |p| p.state = PluginState::Busy);
+            let host = self.slots[i].host.as_mut().expect("ensured above");
+            match host.run(&job, deadline) {
+                Ok(outcome) => {
+                    let slot = &mut self.slots[i];
+                    slot.deaths_in_a_row = 0;
+                    slot.failed_files_in_a_row = 0;
+                    self.state.set_plugin(&plugin, |p| p.state = PluginState::Ready);
+                    return outcome.map(|o| o.segments);
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %plugin, attempt, "host died on this file: {e}");
+                    last_error = e.to_string();
+                    if attempt == 2 {
+                        self.slots[i].failed_files_in_a_row += 1;
+                    }
+                    self.host_failed(i, &e);
+                }
+            }
+        }
+        Err(last_error)
     }
 
     /// Names the plugin set, so a plugin upgrade changes every fingerprint.
@@ -133,12 +215,30 @@ impl Pipeline {
             }
         };
         let fingerprint = self.fingerprint(&meta);
-        if self.index.fingerprint(path).ok().flatten().as_deref() == Some(fingerprint.as_str()) {
+        let forced = self.state.lock().force.remove(path);
+        if !forced && self.index.fingerprint(path).ok().flatten().as_deref() == Some(fingerprint.as_str()) {
             tracing::debug!("up to date");
-            self.state.lock().indexed.insert(path.to_owned());
+            let mut state = self.state.lock();
+            if !state.failed.contains_key(&(path.to_owned(), DECODE.to_owned())) {
+                state.indexed.insert(path.to_owned());
+            }
             return;
         }
         self.state.lock().failed.retain(|(p, _), _| p != path);
+        let mut record = FileRecord {
+            path: path.to_owned(),
+            kind: vx_media::kind_from_extension(path).unwrap_or(MediaKind::Video),
+            container: String::new(),
+            duration_s: None,
+            video_codec: None,
+            audio_codec: None,
+            width: None,
+            height: None,
+            size: meta.len(),
+            mtime: meta.mtime(),
+            fingerprint,
+            failures: vec![],
+        };
 
         let started = Instant::now();
         let opts = DecodeOptions {
@@ -148,89 +248,75 @@ impl Pipeline {
             max_frames: self.settings.max_frames,
             ..DecodeOptions::default()
         };
-        let decoded = match vx_media::decode(path, &opts).and_then(|d| vx_media::pack(&d).map(|p| (d, p))) {
+        let (decoded, packed) = match vx_media::decode(path, &opts).and_then(|d| vx_media::pack(&d).map(|p| (d, p))) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!("cannot decode: {e}");
-                self.record_failure(path, "decode", e.to_string());
+                // Indexed by name with the failure, so it is not retried until it changes.
+                record.failures.push((DECODE.into(), e.to_string()));
+                self.index_file(&record, &[]);
                 return;
             }
         };
-        let (decoded, packed) = decoded;
         let decode_s = started.elapsed().as_secs_f64();
-        let kind = decoded.kind();
-        let duration = decoded.duration_s;
+        record.kind = decoded.kind();
+        record.container = decoded.container.clone();
+        record.duration_s = decoded.duration_s;
+        record.video_codec = decoded.video_codec.clone();
+        record.audio_codec = decoded.audio_codec.clone();
+        record.width = decoded.width;
+        record.height = decoded.height;
         let job = Job {
             id: 0,
             path: path.to_owned(),
-            kind,
-            duration_s: duration,
+            kind: record.kind,
+            duration_s: record.duration_s,
             shm: ShmRef { pid: std::process::id(), fd: packed.segment.fd(), len: packed.segment.len() },
             frames: packed.frames.clone(),
             audio: packed.audio,
             artefact_dir: self.settings.cache_dir.join("thumbnails"),
         };
-        // Generous until per-plugin deadlines are configurable.
-        let deadline = Duration::from_secs_f64(60.0 + 5.0 * duration.unwrap_or(0.0));
+        let deadline = Duration::from_secs_f64(
+            self.settings.deadline_base_s + self.settings.deadline_per_media_s * record.duration_s.unwrap_or(0.0),
+        );
 
         let mut results: Vec<(String, Vec<SegmentResult>)> = vec![];
         for i in 0..self.slots.len() {
             let plugin = self.slots[i].plugin.clone();
-            if !self.ensure_host(i) {
-                self.record_failure(path, &plugin, "plugin is not running".into());
-                continue;
-            }
-            let job = Job { id: self.next_job_id, ..job.clone() };
-            self.next_job_id += 1;
-            self.state.set_plugin(&plugin, |p| p.state = PluginState::Busy);
-            let host = self.slots[i].host.as_mut().expect("ensured above");
-            match host.run(&job, deadline) {
-                Ok(Ok(out)) => {
-                    self.slots[i].consecutive_failures = 0;
-                    self.state.set_plugin(&plugin, |p| p.state = PluginState::Ready);
-                    results.push((plugin, out.segments));
-                }
-                Ok(Err(msg)) => {
-                    self.state.set_plugin(&plugin, |p| p.state = PluginState::Ready);
-                    self.record_failure(path, &plugin, msg);
-                }
-                Err(e) => {
-                    self.host_failed(i, &e);
-                    self.record_failure(path, &plugin, e.to_string());
-                }
+            match self.run_plugin(i, &job, deadline) {
+                Ok(segments) => results.push((plugin, segments)),
+                Err(reason) => record.failures.push((plugin, reason)),
             }
         }
         drop(packed); // every host has answered or died: release the segment
 
-        let record = FileRecord {
-            path: path.to_owned(),
-            kind,
-            container: decoded.container.clone(),
-            duration_s: duration,
-            video_codec: decoded.video_codec.clone(),
-            audio_codec: decoded.audio_codec.clone(),
-            width: decoded.width,
-            height: decoded.height,
-            size: meta.len(),
-            mtime: meta.mtime(),
-            fingerprint,
-        };
         let segments: Vec<(&str, &SegmentResult)> =
             results.iter().flat_map(|(p, segs)| segs.iter().map(move |s| (p.as_str(), s))).collect();
-        if let Err(e) = self.index.put_file(&record, &segments) {
-            self.record_failure(path, "index", e.to_string());
-            return;
-        }
-        if self.commit() {
-            self.state.lock().indexed.insert(path.to_owned());
-        }
+        self.index_file(&record, &segments);
         tracing::info!(
-            kind = kind.as_str(),
+            kind = record.kind.as_str(),
             segments = segments.len(),
+            failures = record.failures.len(),
             decode_s = format!("{decode_s:.2}"),
             total_s = format!("{:.2}", started.elapsed().as_secs_f64()),
             "indexed"
         );
+    }
+
+    /// Commits the file with its results and failures, and tells the state.
+    fn index_file(&self, record: &FileRecord, segments: &[(&str, &SegmentResult)]) {
+        let path = &record.path;
+        if let Err(e) = self.index.put_file(record, segments) {
+            self.record_failure(path, "index", e.to_string());
+            return;
+        }
+        let decoded = record.failures.iter().all(|(p, _)| p != DECODE);
+        if self.commit() && decoded {
+            self.state.lock().indexed.insert(path.clone());
+        }
+        for (plugin, reason) in &record.failures {
+            self.record_failure(path, plugin, reason.clone());
+        }
     }
 
     fn record_failure(&self, path: &Path, plugin: &str, reason: String) {

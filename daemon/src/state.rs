@@ -26,6 +26,8 @@ pub struct Inner {
     pub plugins: Vec<PluginStatus>,
     pub crawling: bool,
     pub shutting_down: bool,
+    /// Queued by `vxctl retry`: run even if the index holds the fingerprint.
+    pub force: HashSet<PathBuf>,
 }
 
 impl State {

@@ -2,12 +2,57 @@
 //! process, so that a crash, hang or memory blow-up in a model never reaches
 //! vxd. vxd spawns one host per plugin; the host connects back to the socket,
 //! says Hello and serves jobs until vxd says Shutdown or goes away.
+//!
+//! vxd caps the host's address space (RLIMIT_AS). When an allocation fails
+//! under that cap, the allocator below exits at once with
+//! [`EXIT_OUT_OF_MEMORY`], so vxd can name the memory limit as the reason
+//! instead of an anonymous abort.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use vx_plugin_api::{Plugin, serve};
+use vx_plugin_protocol::EXIT_OUT_OF_MEMORY;
+
+struct ExitOnOutOfMemory;
+
+fn out_of_memory() -> ! {
+    const MSG: &[u8] = b"vx-plugin-host: allocation failed: memory limit reached\n";
+    // SAFETY: write(2) and _exit(2) are safe to call from any state; no
+    // allocation happens here.
+    unsafe {
+        libc::write(2, MSG.as_ptr().cast(), MSG.len());
+        libc::_exit(EXIT_OUT_OF_MEMORY)
+    }
+}
+
+// SAFETY: every call forwards to System; only a null result is intercepted.
+unsafe impl GlobalAlloc for ExitOnOutOfMemory {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { System.alloc(layout) };
+        if p.is_null() { out_of_memory() } else { p }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if p.is_null() { out_of_memory() } else { p }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if p.is_null() { out_of_memory() } else { p }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: ExitOnOutOfMemory = ExitOnOutOfMemory;
 
 #[derive(Parser)]
 #[command(version, about = "Runs one vx plugin; started by vxd, not by hand")]
@@ -23,6 +68,8 @@ struct Args {
 fn plugin_named(name: &str) -> Option<Box<dyn Plugin>> {
     match name {
         "keyframes" => Some(Box::new(vx_plugin_keyframes::Keyframes)),
+        #[cfg(feature = "misbehave")]
+        "misbehave" => Some(Box::new(vx_plugin_misbehave::Misbehave::from_env())),
         _ => None,
     }
 }
@@ -37,7 +84,7 @@ fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let Some(mut plugin) = plugin_named(&args.plugin) else {
-        eprintln!("vx-plugin-host: unknown plugin {:?}", args.plugin);
+        eprintln!("vx-plugin-host: plugin {:?} is not built into this host", args.plugin);
         return ExitCode::from(2);
     };
     let _span = tracing::info_span!("host", plugin = %args.plugin, pid = std::process::id()).entered();

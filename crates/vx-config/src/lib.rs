@@ -12,7 +12,10 @@ use serde::Deserialize;
 pub const EXAMPLE_TOML: &str = include_str!("../../../config/vxd.example.toml");
 
 /// Every plugin this build of vx knows, in the order they run.
-pub const KNOWN_PLUGINS: &[&str] = &["keyframes"];
+pub const KNOWN_PLUGINS: &[&str] = &["keyframes", "misbehave"];
+/// Plugins run when the config names none. `misbehave` is a fault injector
+/// for tests and only exists in hosts built with its cargo feature.
+pub const DEFAULT_PLUGINS: &[&str] = &["keyframes"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -38,6 +41,10 @@ pub struct Settings {
     pub frame_interval_s: f64,
     pub max_frames: usize,
     pub frame_max_side: u32,
+    pub host_memory_mb: u64,
+    pub host_start_timeout_s: f64,
+    pub deadline_base_s: f64,
+    pub deadline_per_media_s: f64,
 }
 
 impl Default for Settings {
@@ -52,6 +59,10 @@ impl Default for Settings {
             frame_interval_s: 0.5,
             max_frames: 240,
             frame_max_side: 640,
+            host_memory_mb: 4096,
+            host_start_timeout_s: 20.0,
+            deadline_base_s: 30.0,
+            deadline_per_media_s: 2.0,
         }
     }
 }
@@ -115,14 +126,26 @@ impl Settings {
         self.cache_dir = expand_home(&self.cache_dir);
         self.socket = expand_home(&self.socket);
         if self.plugins.is_empty() {
-            // No plugin needs a model yet, so every known plugin is installed.
-            self.plugins = KNOWN_PLUGINS.iter().map(|s| s.to_string()).collect();
+            // No default plugin needs a model yet, so all of them are installed.
+            self.plugins = DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect();
         }
         if let Some(p) = self.plugins.iter().find(|p| !KNOWN_PLUGINS.contains(&p.as_str())) {
             return Err(ConfigError::UnknownPlugin(p.clone()));
         }
-        if self.frame_interval_s.is_nan() || self.frame_interval_s <= 0.0 {
-            return Err(ConfigError::NotPositive("frame_interval_s"));
+        for (name, v) in [
+            ("frame_interval_s", self.frame_interval_s),
+            ("host_start_timeout_s", self.host_start_timeout_s),
+            ("deadline_base_s", self.deadline_base_s),
+        ] {
+            if v.is_nan() || v <= 0.0 {
+                return Err(ConfigError::NotPositive(name));
+            }
+        }
+        if self.deadline_per_media_s.is_nan() || self.deadline_per_media_s < 0.0 {
+            return Err(ConfigError::NotPositive("deadline_per_media_s"));
+        }
+        if self.host_memory_mb < 64 {
+            return Err(ConfigError::NotPositive("host_memory_mb (at least 64)"));
         }
         if self.max_frames == 0 {
             return Err(ConfigError::NotPositive("max_frames"));

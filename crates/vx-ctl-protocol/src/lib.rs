@@ -32,6 +32,7 @@ pub struct DaemonHello {
 pub enum Request {
     Status,
     Search(SearchRequest),
+    Retry(RetryRequest),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +40,22 @@ pub enum Reply {
     Status(Status),
     Search(SearchReply),
     Error(String),
+    Retry(RetryReply),
+}
+
+/// Index these files again even though they are unchanged; with `all`, every
+/// file in `failed_files`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryRequest {
+    pub paths: Vec<PathBuf>,
+    pub all_failed: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetryReply {
+    pub queued: Vec<PathBuf>,
+    /// Paths that are not media files vxd watches, with why.
+    pub refused: Vec<(PathBuf, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

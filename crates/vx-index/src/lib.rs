@@ -50,7 +50,13 @@ pub struct FileRecord {
     pub mtime: i64,
     /// Changes whenever the file or the plugin set changes; see [`MediaIndex::fingerprint`].
     pub fingerprint: String,
+    /// (plugin, reason) for each plugin that failed on this file. Stored with
+    /// the fingerprint, so a failed file is not retried until it changes.
+    pub failures: Vec<(String, String)>,
 }
+
+/// A failure recorded in the index: (path, plugin, reason).
+pub type Failure = (PathBuf, String, String);
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -73,6 +79,8 @@ struct Fields {
     text: Field,
     phash: Field,
     thumbnail: Field,
+    failure: Field,
+    failed: Field,
 }
 
 /// The searchable text fields, by the names `Hit::fields` reports.
@@ -100,6 +108,8 @@ fn build_schema() -> (Schema, Fields) {
         text: b.add_text_field("text", TEXT | STORED),
         phash: b.add_u64_field("phash", STORED),
         thumbnail: b.add_text_field("thumbnail", STORED),
+        failure: b.add_text_field("failure", STORED),
+        failed: b.add_text_field("failed", STRING),
     };
     (b.build(), f)
 }
@@ -169,6 +179,12 @@ impl MediaIndex {
         if let Some(dur) = file.duration_s {
             d.add_f64(f.duration_s, dur);
         }
+        for (plugin, reason) in &file.failures {
+            d.add_text(f.failure, format!("{plugin}\t{reason}"));
+        }
+        if !file.failures.is_empty() {
+            d.add_text(f.failed, "yes");
+        }
         writer.add_document(d)?;
         for (plugin, s) in segments {
             let mut d = doc!(
@@ -214,6 +230,23 @@ impl MediaIndex {
         let Some((_, addr)) = top.first() else { return Ok(None) };
         let d: TantivyDocument = searcher.doc(*addr)?;
         Ok(d.get_first(self.f.fingerprint).and_then(|v| v.as_str()).map(str::to_owned))
+    }
+
+    /// Every failure stored in the committed index.
+    pub fn failures(&self) -> Result<Vec<Failure>, IndexError> {
+        let searcher = self.reader.searcher();
+        let q = TermQuery::new(Term::from_field_text(self.f.failed, "yes"), IndexRecordOption::Basic);
+        let n = searcher.search(&q, &Count)?;
+        let mut out = vec![];
+        for (_, addr) in searcher.search(&q, &TopDocs::with_limit(n.max(1)))? {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            let path = PathBuf::from(d.get_first(self.f.path).and_then(|v| v.as_str()).unwrap_or_default());
+            for v in d.get_all(self.f.failure).filter_map(|v| v.as_str()) {
+                let (plugin, reason) = v.split_once('\t').unwrap_or((v, ""));
+                out.push((path.clone(), plugin.to_owned(), reason.to_owned()));
+            }
+        }
+        Ok(out)
     }
 
     fn file_query(&self, path: &Path) -> TermQuery {
@@ -328,6 +361,7 @@ mod tests {
             size: 12345,
             mtime: 1_700_000_000,
             fingerprint: "fp-1".into(),
+            failures: vec![],
         }
     }
 
@@ -393,6 +427,28 @@ mod tests {
         assert_eq!(idx.search("red", 10).unwrap().len(), 2);
         assert_eq!(idx.search("red car", 10).unwrap().len(), 1);
         assert!(idx.search("car AND (", 10).is_ok());
+    }
+
+    #[test]
+    fn failures_are_stored_with_the_file_and_replaced_with_it() {
+        let idx = MediaIndex::in_ram().unwrap();
+        let mut bad = video("/m/bad.mp4");
+        bad.failures = vec![("faces".into(), "killed by SIGSEGV".into()), ("ocr".into(), "deadline 3.0 s exceeded".into())];
+        idx.put_file(&bad, &[]).unwrap();
+        idx.put_file(&video("/m/good.mp4"), &[]).unwrap();
+        idx.commit().unwrap();
+        let mut f = idx.failures().unwrap();
+        f.sort();
+        assert_eq!(
+            f,
+            [
+                (PathBuf::from("/m/bad.mp4"), "faces".into(), "killed by SIGSEGV".into()),
+                (PathBuf::from("/m/bad.mp4"), "ocr".into(), "deadline 3.0 s exceeded".into()),
+            ]
+        );
+        idx.put_file(&video("/m/bad.mp4"), &[]).unwrap();
+        idx.commit().unwrap();
+        assert!(idx.failures().unwrap().is_empty());
     }
 
     #[test]

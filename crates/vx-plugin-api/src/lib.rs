@@ -5,8 +5,8 @@
 //! views of its frames and audio in the daemon's shared memory. It returns
 //! what it found, or an error string that the daemon records for that file
 //! only. A panic inside [`Plugin::process`] is reported for that job and then
-//! ends the host with [`PANIC_EXIT_CODE`]: a plugin that panicked may hold
-//! broken state, and the daemon starts a fresh host.
+//! ends the host with [`EXIT_PANIC`]: a plugin that panicked may hold broken
+//! state, and the daemon starts a fresh host.
 
 use std::io::{BufReader, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -14,13 +14,11 @@ use std::path::Path;
 
 use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
 use vx_plugin_protocol::{
-    DaemonToHost, FrameRef, Hello, HostToDaemon, Job, JobReply, PROTOCOL_VERSION, PluginOutput,
+    DaemonToHost, EXIT_PANIC, FrameRef, Hello, HostToDaemon, Job, JobReply, PROTOCOL_VERSION,
+    PluginOutput,
 };
 use vx_shm::SegmentView;
 use vx_wire::{WireError, read_frame, write_frame};
-
-/// Exit status of a host whose plugin panicked.
-pub const PANIC_EXIT_CODE: i32 = 70;
 
 pub trait Plugin {
     /// The name the daemon knows this plugin by (`--plugin NAME`).
@@ -28,6 +26,11 @@ pub trait Plugin {
     /// Changes whenever the plugin's output for the same file would change.
     fn version(&self) -> &str;
     fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, String>;
+    /// The protocol version announced in Hello. Only the fault-injecting test
+    /// plugin overrides this.
+    fn hello_protocol(&self) -> u32 {
+        PROTOCOL_VERSION
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +105,7 @@ pub fn serve_on(
     writer: &mut impl Write,
 ) -> Result<(), HostError> {
     let hello = Hello {
-        protocol: PROTOCOL_VERSION,
+        protocol: plugin.hello_protocol(),
         plugin: plugin.name().to_owned(),
         plugin_version: plugin.version().to_owned(),
     };
@@ -115,35 +118,34 @@ pub fn serve_on(
         };
         let span = tracing::info_span!("job", id = job.id, path = %job.path.display());
         let _enter = span.enter();
-        let (outcome, panicked) = run_job(plugin, &job);
-        write_frame(writer, &HostToDaemon::Done(JobReply { id: job.id, outcome }))?;
-        if panicked {
-            std::process::exit(PANIC_EXIT_CODE);
+        match run_job(plugin, &job) {
+            Ok(outcome) => write_frame(writer, &HostToDaemon::Done(JobReply { id: job.id, outcome }))?,
+            Err(message) => {
+                write_frame(writer, &HostToDaemon::Panicked { id: job.id, message })?;
+                std::process::exit(EXIT_PANIC);
+            }
         }
     }
 }
 
-fn run_job(plugin: &mut dyn Plugin, job: &Job) -> (Result<PluginOutput, String>, bool) {
+/// The plugin's outcome, or `Err(panic message)`.
+fn run_job(plugin: &mut dyn Plugin, job: &Job) -> Result<Result<PluginOutput, String>, String> {
     let view = if job.frames.is_empty() && job.audio.is_none() {
         None
     } else {
         match SegmentView::open(job.shm.pid, job.shm.fd, job.shm.len) {
             Ok(v) => Some(v),
-            Err(e) => return (Err(e.to_string()), false),
+            Err(e) => return Ok(Err(e.to_string())),
         }
     };
     let input = JobInput { job, view: view.as_ref() };
-    match catch_unwind(AssertUnwindSafe(|| plugin.process(&input))) {
-        Ok(outcome) => (outcome, false),
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            (Err(format!("plugin panicked: {msg}")), true)
-        }
-    }
+    catch_unwind(AssertUnwindSafe(|| plugin.process(&input))).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into())
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,9 @@
 //!    that reply, not a transport error;
 //! 4. [`DaemonToHost::Shutdown`] (or EOF) ends the host.
 //!
+//! A plugin that panics is answered with [`HostToDaemon::Panicked`] instead,
+//! and its host exits: the daemon treats that like a crash.
+//!
 //! Pixels and samples never travel on the socket: a [`Job`] names a shared
 //! memory segment ([`ShmRef`]) and where each frame and the audio lie in it.
 //! Enum variants are append-only; bincode encodes them by index.
@@ -20,6 +23,12 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Exit status of a host whose plugin panicked (after it sent
+/// [`HostToDaemon::Panicked`]).
+pub const EXIT_PANIC: i32 = 70;
+/// Exit status of a host whose allocator failed: it hit its memory limit.
+pub const EXIT_OUT_OF_MEMORY: i32 = 71;
 
 /// First message from a host. Frozen: never add, remove or reorder fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +48,8 @@ pub enum DaemonToHost {
 pub enum HostToDaemon {
     Hello(Hello),
     Done(JobReply),
+    /// The plugin panicked on job `id`; the host exits with [`EXIT_PANIC`] next.
+    Panicked { id: u64, message: String },
 }
 
 /// A sealed memfd in the daemon, reachable as `/proc/{pid}/fd/{fd}`.

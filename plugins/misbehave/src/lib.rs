@@ -1,0 +1,117 @@
+//! `misbehave`: a fault injector that stands in for a broken model, so tests
+//! can check that vxd survives every way a plugin host can fail. It is only
+//! compiled into `vx-plugin-host` with the `misbehave` cargo feature.
+//!
+//! Per file, by a word in the file's name:
+//!
+//! | word | what the host does |
+//! |---|---|
+//! | `segv` | dies of SIGSEGV |
+//! | `abort` | dies of SIGABRT |
+//! | `panic` | panics inside the plugin |
+//! | `exit` | exits with status 42 |
+//! | `hang` | never answers |
+//! | `oom` | allocates without bound until its memory limit stops it |
+//! | `garbage` | writes bytes that are not a vx frame onto the socket |
+//! | `oversize` | announces a frame over the size cap |
+//!
+//! Any other file gets one segment labelled `misbehave-ok`.
+//!
+//! Per host, by `VX_MISBEHAVE` (inherited from vxd): `die-before-hello`,
+//! `silent-before-hello`, `wrong-protocol`.
+
+use std::io::Write;
+use std::os::fd::FromRawFd;
+
+use vx_plugin_api::{JobInput, Plugin};
+use vx_plugin_protocol::{PROTOCOL_VERSION, PluginOutput, SegmentResult};
+
+pub struct Misbehave {
+    hello_protocol: u32,
+}
+
+impl Misbehave {
+    /// Applies the per-host misbehaviour from `VX_MISBEHAVE`; may never return.
+    pub fn from_env() -> Self {
+        let mode = std::env::var("VX_MISBEHAVE").unwrap_or_default();
+        match mode.as_str() {
+            "die-before-hello" => std::process::exit(3),
+            "silent-before-hello" => loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            },
+            _ => {}
+        }
+        let hello_protocol = if mode == "wrong-protocol" { PROTOCOL_VERSION + 1000 } else { PROTOCOL_VERSION };
+        Self { hello_protocol }
+    }
+}
+
+impl Plugin for Misbehave {
+    fn name(&self) -> &str {
+        "misbehave"
+    }
+
+    fn version(&self) -> &str {
+        "1"
+    }
+
+    fn hello_protocol(&self) -> u32 {
+        self.hello_protocol
+    }
+
+    fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, String> {
+        let name = input.job.path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+        let has = |w: &str| name.contains(w);
+        if has("segv") {
+            // SAFETY: restoring the default action and raising a signal.
+            unsafe {
+                libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                libc::raise(libc::SIGSEGV);
+            }
+        } else if has("abort") {
+            std::process::abort();
+        } else if has("panic") {
+            panic!("misbehave: asked to panic by {name}");
+        } else if has("exit") {
+            std::process::exit(42);
+        } else if has("hang") {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        } else if has("oom") {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 64 << 20]);
+            }
+        } else if has("garbage") {
+            write_to_daemon(b"\x00\xffthis is not a vx frame\xde\xad\xbe\xef");
+        } else if has("oversize") {
+            let mut header = vx_wire::MAGIC.to_vec();
+            header.extend_from_slice(&(vx_wire::MAX_FRAME_LEN + 1).to_le_bytes());
+            write_to_daemon(&header);
+        }
+        Ok(PluginOutput {
+            segments: vec![SegmentResult {
+                end_s: input.job.duration_s.unwrap_or(0.0),
+                labels: vec!["misbehave-ok".into()],
+                ..Default::default()
+            }],
+        })
+    }
+}
+
+/// Writes raw bytes onto the host's socket to vxd, behind the host loop's
+/// back: the one socket among this process's fds.
+fn write_to_daemon(bytes: &[u8]) {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
+    for e in fds.flatten() {
+        let is_socket = std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+        let fd: i32 = e.file_name().to_string_lossy().parse().unwrap_or(-1);
+        if is_socket && fd >= 0 {
+            // SAFETY: the fd is open; ManuallyDrop keeps the host loop's socket open.
+            let mut f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+            let _ = f.write_all(bytes);
+            return;
+        }
+    }
+}
