@@ -52,13 +52,7 @@ fn main() {
         print!("{}", vx_config::EXAMPLE_TOML);
         return;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VX_LOG").unwrap_or_else(|_| "info,tantivy=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    vx_config::init_logging("info,tantivy=warn");
     if let Err(e) = run(args) {
         eprintln!("vxd: {e:#}");
         std::process::exit(1);

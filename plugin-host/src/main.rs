@@ -75,13 +75,7 @@ fn plugin_named(name: &str) -> Option<Box<dyn Plugin>> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VX_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    vx_config::init_logging("warn");
     let args = Args::parse();
     let Some(mut plugin) = plugin_named(&args.plugin) else {
         eprintln!("vx-plugin-host: plugin {:?} is not built into this host", args.plugin);

@@ -1,5 +1,6 @@
 //! vxd's settings: one [`Settings`] struct, read from a TOML file and `VX_*`
-//! environment variables, with XDG defaults.
+//! environment variables, with XDG defaults; and the `VX_LOG` logging set-up
+//! shared by vxd and its hosts.
 //!
 //! The commented example file `config/vxd.example.toml` is the documentation
 //! of every key; the binary embeds it ([`EXAMPLE_TOML`]) and a test checks that
@@ -155,6 +156,18 @@ impl Settings {
         }
         Ok(self)
     }
+}
+
+/// Logs to stderr through `tracing`, filtered by `VX_LOG` (an `EnvFilter`
+/// directive such as `debug` or `info,vxd=trace`), else by `default`.
+pub fn init_logging(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VX_LOG").unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 fn home() -> PathBuf {
