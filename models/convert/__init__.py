@@ -1,0 +1,1 @@
+"""Conversions from the formats models ship in to the formats vx runs."""
