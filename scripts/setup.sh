@@ -4,6 +4,7 @@
 # of the default plugins. A second run with everything present takes seconds.
 # Each step says what it does; a failing step names itself and exits non-zero.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 CACHE="${VX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vx}"
 ORT_VERSION=1.31.1
@@ -11,7 +12,8 @@ ORT_SHA256=fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3
 APT_PACKAGES=(
   pkg-config clang libclang-dev cmake nasm libfftw3-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-  libavfilter-dev libavdevice-dev ffmpeg python3 python3-pip
+  libavfilter-dev libavdevice-dev ffmpeg python3 python3-pip python3-venv
+  espeak-ng
 )
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -61,8 +63,21 @@ PY
   rm -rf "$tmp"
 fi
 
+CURRENT="model tool venv"
+VENV="$CACHE/venv"
+REQS="models/requirements.txt"
+if [ -x "$VENV/bin/python" ] && cmp -s "$REQS" "$VENV/requirements.txt"; then
+  step "model tool venv: present"
+else
+  step "model tool venv: installing $(grep -v '^#' "$REQS" | tr '\n' ' ')"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV" || fail "python3 -m venv failed (is python3-venv installed?)"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS" || fail "pip install -r $REQS failed"
+  cp "$REQS" "$VENV/requirements.txt"
+fi
+
 CURRENT="models"
-# The default plugins so far (keyframes) need no model weights.
-step "models: none needed by the default plugins"
+step "models: fetching the default models"
+VX_CACHE_DIR="$CACHE" "$VENV/bin/python" models/vxmodels.py fetch || fail "some models could not be installed (see above)"
 
 step "setup done ($(du -sh "$CACHE" 2>/dev/null | cut -f1) in $CACHE)"

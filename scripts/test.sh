@@ -10,3 +10,6 @@ echo "==> building (release)" >&2
 cargo build --release --workspace --locked "${FEATURES[@]}"
 echo "==> testing" >&2
 cargo test --release --workspace --locked "${FEATURES[@]}" "$@"
+echo "==> testing model conversions against their references" >&2
+VENV="${VX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vx}/venv"
+"$VENV/bin/python" -m unittest discover -s models/tests
