@@ -17,6 +17,7 @@ import onnxruntime as ort
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "tests"))
 
 import vxmodels  # noqa: E402
 from convert import onnx_dims, safetensors_np, whisper_ggml  # noqa: E402
@@ -144,6 +145,26 @@ class MiniLmOnnx(unittest.TestCase):
         self.assertGreaterEqual(cos.min(), 0.9999)
         valid = mask.astype(bool)
         self.assertLess(np.abs(hidden[valid] - ref_hidden[valid]).max(), 1e-3)
+
+
+class NanoDetOnnx(unittest.TestCase):
+    def test_agrees_with_a_numpy_run_of_the_tfjs_graph(self):
+        import tfjs_numpy
+
+        yy, xx = np.mgrid[0:416, 0:416] / 416.0
+        img = np.stack([xx, yy, xx * yy])[None].astype(np.float32)
+        img[:, :, 100:300, 150:250] = 0.9  # a bright box for the detector to respond to
+        with tempfile.TemporaryDirectory() as tmp:
+            files = package_files("nanodet", tmp)
+            ref = tfjs_numpy.run(files["model.json"], files["weights.bin"], {"input_1": img})
+        session = ort.InferenceSession(str(installed("nanodet")), providers=["CPUExecutionProvider"])
+        ours = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input_1": img})))
+        self.assertEqual(sorted(ours), sorted(ref))
+        worst = max(float(np.abs(ours[k] - ref[k]).max()) for k in ref)
+        print(f"\nNanoDet ONNX vs numpy TFJS run: max |diff| {worst:.2e}")
+        self.assertLess(worst, 1e-4)
+        self.assertEqual(ours["Identity"].shape, (1, 2704, 80))
+        self.assertEqual(ours["Identity_3"].shape, (1, 2704, 44))
 
 
 class CenterFaceDims(unittest.TestCase):

@@ -119,7 +119,8 @@ fn minilm_embeds_similar_sentences_close_and_unrelated_ones_apart() {
 
 #[test]
 fn every_onnx_model_loads_and_runs_at_its_input_size() {
-    let cases: [(&str, &[(&str, &[usize])]); 3] = [
+    let cases: [(&str, &[(&str, &[usize])]); 4] = [
+        ("nanodet", &[("input_1", &[1, 3, 416, 416])]),
         ("centerface", &[("input.1", &[1, 3, 480, 640])]),
         ("ppocr-v4-det", &[("x", &[1, 3, 320, 320])]),
         ("ppocr-v4-rec", &[("x", &[1, 3, 48, 320])]),
@@ -133,6 +134,7 @@ fn every_onnx_model_loads_and_runs_at_its_input_size() {
             out.values().map(|v| v.try_extract_tensor::<f32>().unwrap().0.to_vec()).collect();
         println!("{name}: {shapes:?}");
         match name {
+            "nanodet" => assert_eq!(shapes, [[1, 2704, 80], [1, 676, 80], [1, 169, 80], [1, 2704, 44], [1, 676, 44], [1, 169, 44]]),
             "centerface" => assert_eq!(shapes[0], [1, 1, 120, 160]),
             "ppocr-v4-det" => assert_eq!(shapes[0], [1, 1, 320, 320]),
             _ => assert_eq!(shapes[0], [1, 40, 6625]),
