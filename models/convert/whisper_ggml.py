@@ -8,6 +8,9 @@ its dims reversed. Matrices are written as f16; 1-D tensors, conv biases and
 positional embeddings as f32, as whisper.cpp's own converter does.
 """
 
+import json
+import os
+import shutil
 import struct
 
 import numpy as np
@@ -101,12 +104,29 @@ def _byte_decoder():
     return {chr(c): b for b, c in zip(printable, chars)}
 
 
-def read_vocabulary(path, n_base=50256):
-    """The first `n_base` tokens of a CT2 vocabulary.txt, as raw bytes."""
-    dec = _byte_decoder()
+def read_vocabulary(path):
+    """The text tokens of a CT2 vocabulary (.txt, one per line, or a .json
+    list) as raw bytes: everything before <|endoftext|>. whisper.cpp adds the
+    special tokens itself."""
     with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    return [bytes(dec[c] for c in line) for line in lines[:n_base]]
+        tokens = json.load(f) if str(path).endswith(".json") else f.read().split("\n")
+    dec = _byte_decoder()
+    return [bytes(dec[c] for c in t) for t in tokens[: tokens.index("<|endoftext|>")]]
+
+
+def _joined_model(inputs, work_dir):
+    """model.bin, or its parts model.bin.part1, .part2… joined in order."""
+    if "model.bin" in inputs:
+        return inputs["model.bin"]
+    parts = sorted((k for k in inputs if k.startswith("model.bin.part")), key=lambda k: int(k.rsplit("part", 1)[1]))
+    if not parts:
+        raise ValueError("no model.bin or model.bin.partN among the inputs")
+    joined = os.path.join(work_dir, "model.bin")
+    with open(joined, "wb") as out:
+        for k in parts:
+            with open(inputs[k], "rb") as f:
+                shutil.copyfileobj(f, out)
+    return joined
 
 
 def _tensors(v, n_enc, n_dec):
@@ -172,8 +192,9 @@ def _layers(v, side):
 
 
 def convert(inputs, out_path):
-    """inputs: {"model.bin": path, "vocabulary.txt": path}."""
-    v, spec = read_ct2(inputs["model.bin"])
+    """inputs: "model.bin" (or "model.bin.part1", "…part2", …) and
+    "vocabulary.txt" or "vocabulary.json"."""
+    v, spec = read_ct2(_joined_model(inputs, os.path.dirname(out_path)))
     if spec != "WhisperSpec":
         raise ValueError(f"not a Whisper model: {spec}")
     n_enc, n_dec = _layers(v, "encoder"), _layers(v, "decoder")
@@ -184,7 +205,7 @@ def convert(inputs, out_path):
     head_dim = 64  # every Whisper size uses 64-wide heads
     hparams = [n_vocab, n_audio_ctx, d_audio, d_audio // head_dim, n_enc, n_text_ctx, d_text, d_text // head_dim, n_dec, n_mels, 1]
     filters = mel_filters(n_mels=n_mels)
-    tokens = read_vocabulary(inputs["vocabulary.txt"])
+    tokens = read_vocabulary(inputs.get("vocabulary.txt") or inputs["vocabulary.json"])
     with open(out_path, "wb") as f:
         f.write(struct.pack("<i", GGML_MAGIC))
         f.write(struct.pack(f"<{len(hparams)}i", *hparams))
