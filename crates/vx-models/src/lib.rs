@@ -8,7 +8,8 @@
 //! Every session is built the same way ([`onnx_session`]): graph optimisation
 //! at the highest level (+29–38 % on NanoDet, measured), a small intra-op
 //! thread count because several hosts share the machine, and the CPU
-//! provider; the `cuda` feature adds CUDA in front of it.
+//! provider; the `cuda` and `tensorrt` features put GPU providers in front
+//! of it.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -110,8 +111,6 @@ pub fn runtime(cache_dir: &Path) -> Result<&'static ort::environment::Environmen
     }
     let runtime_err = |message: String| ModelError::Runtime { path: path.clone(), message };
     let env = ort::init_from(&path).map_err(|e| runtime_err(e.to_string()))?;
-    #[cfg(feature = "cuda")]
-    let env = env.with_execution_providers([ort::ep::CUDA::default().build()]);
     let env = env.with_name("vx").build().map_err(|e| runtime_err(e.to_string()))?;
     Ok(ENV.get_or_init(|| env))
 }
@@ -124,7 +123,11 @@ pub fn onnx_session(name: &str, cache_dir: &Path, threads: usize) -> Result<ort:
     let builder = ort::session::Session::builder(env).map_err(|e| err(e.to_string()))?;
     #[cfg(feature = "cuda")]
     let builder = builder
-        .with_execution_providers([ort::ep::CUDA::default().build()])
+        .with_execution_providers([
+            #[cfg(feature = "tensorrt")]
+            ort::ep::TensorRT::default().build(),
+            ort::ep::CUDA::default().build(),
+        ])
         .map_err(|e| err(e.to_string()))?;
     builder
         .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)
