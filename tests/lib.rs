@@ -48,12 +48,31 @@ pub fn make_image(path: &Path) {
     ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=400x300", "-frames:v", "1", path.to_str().unwrap()]);
 }
 
-/// Copies of one small image under each of `names` in `dir`.
+/// A small image of its own (distinct bytes) under each of `names` in
+/// `dir`, as 24-bit BMP: a gradient whose phase depends on the file's index.
 pub fn make_images(dir: &Path, names: &[String]) {
-    let first = dir.join(&names[0]);
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=96x64", "-frames:v", "1", first.to_str().unwrap()]);
-    for n in &names[1..] {
-        std::fs::copy(&first, dir.join(n)).unwrap();
+    const W: usize = 96;
+    const H: usize = 64;
+    for (i, n) in names.iter().enumerate() {
+        assert!(n.ends_with(".bmp"), "make_images writes BMP: {n}");
+        let row = W * 3; // already a multiple of 4
+        let mut b = Vec::with_capacity(54 + row * H);
+        b.extend_from_slice(b"BM");
+        b.extend_from_slice(&((54 + row * H) as u32).to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&54u32.to_le_bytes());
+        b.extend_from_slice(&40u32.to_le_bytes());
+        b.extend_from_slice(&(W as i32).to_le_bytes());
+        b.extend_from_slice(&(H as i32).to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&24u16.to_le_bytes());
+        b.extend_from_slice(&[0; 24]);
+        for y in 0..H {
+            for x in 0..W {
+                b.extend_from_slice(&[(x * 2 + i * 7) as u8, (y * 3 + i * 13) as u8, ((x + y) ^ i) as u8]);
+            }
+        }
+        std::fs::write(dir.join(n), b).unwrap();
     }
 }
 
@@ -115,6 +134,11 @@ impl Daemon {
     pub fn restart(&mut self) {
         let status = self.signal_and_wait(libc::SIGTERM, Duration::from_secs(15));
         assert!(status.success(), "vxd exit status {status:?}\n{}", self.log());
+        self.restart_stopped();
+    }
+
+    /// Starts vxd again after it was stopped.
+    pub fn restart_stopped(&mut self) {
         self.child = spawn_vxd_with(&self.config, self.root.path(), &self.env);
         self.wait_for_socket();
     }

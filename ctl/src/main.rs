@@ -13,8 +13,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
 use vx_ctl_protocol::{
-    ClientHello, DaemonHello, Hit, PROTOCOL_VERSION, Reply, Request, RetryReply, RetryRequest, SearchReply,
-    SearchRequest, Status,
+    ClientHello, DaemonHello, FileReport, Hit, PROTOCOL_VERSION, Reply, Request, RetryReply, RetryRequest,
+    SearchReply, SearchRequest, Status,
 };
 use vx_wire::{read_frame, write_frame};
 
@@ -37,12 +37,22 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show progress, plugins and failed files.
+    /// Show progress, plugins and failed files, or everything about one file.
     Status {
+        /// A file to report on instead: which plugins ran, when, what they
+        /// found, and any errors.
+        path: Option<PathBuf>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Keep a live progress bar on screen until vxd is idle (or Ctrl-C).
+        #[arg(long, conflicts_with_all = ["json", "path"])]
+        watch: bool,
     },
+    /// Let the files in progress finish, then start no new one.
+    Pause,
+    /// Start indexing again after `pause`.
+    Resume,
     /// Wait until vxd has nothing queued or in progress.
     ///
     /// Exits 0 once vxd is idle, and 3 if the timeout passes first.
@@ -97,12 +107,33 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => vx_config::Settings::load(args.config.as_deref())?.socket,
     };
     match args.command {
-        Command::Status { json } => {
+        Command::Status { path: Some(path), json, .. } => {
+            let path = std::env::current_dir()?.join(path);
+            let report = Client::connect(&socket)?.file(path)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_file(&report);
+            }
+        }
+        Command::Status { watch: true, .. } => watch_progress(&mut Client::connect(&socket)?)?,
+        Command::Status { json, .. } => {
             let status = Client::connect(&socket)?.status()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 print_status(&status);
+            }
+        }
+        Command::Pause | Command::Resume => {
+            let pause = matches!(args.command, Command::Pause);
+            let req = if pause { Request::Pause } else { Request::Resume };
+            let Reply::Status(status) = Client::connect(&socket)?.call(&req)? else { bail!("unexpected reply from vxd") };
+            let busy = status.files.in_progress;
+            match (pause, busy) {
+                (true, 0) => println!("paused"),
+                (true, n) => println!("paused; {n} file(s) in progress will finish"),
+                (false, _) => println!("resumed: {} file(s) queued", status.files.queued),
             }
         }
         Command::Wait { timeout } => {
@@ -202,6 +233,13 @@ impl Client {
         }
     }
 
+    fn file(&mut self, path: PathBuf) -> anyhow::Result<FileReport> {
+        match self.call(&Request::File(path))? {
+            Reply::File(r) => Ok(r),
+            other => bail!("unexpected reply from vxd: {other:?}"),
+        }
+    }
+
     fn search(&mut self, query: &str, limit: u32) -> anyhow::Result<SearchReply> {
         match self.call(&Request::Search(SearchRequest { query: query.to_owned(), limit }))? {
             Reply::Search(s) => Ok(s),
@@ -212,34 +250,96 @@ impl Client {
 
 fn print_status(s: &Status) {
     let f = &s.files;
-    println!("vxd {} (pid {}) — {}", s.version, s.pid, if s.idle { "idle" } else { "working" });
+    let mood = if s.paused { "paused" } else if s.idle { "idle" } else { "working" };
+    println!("vxd {} (pid {}) — {mood}", s.version, s.pid);
+    let row = |label: &str, text: String| println!("{label:<10}{text}");
     for (i, w) in s.watched.iter().enumerate() {
-        println!("{:<10}{}", if i == 0 { "watching" } else { "" }, w.display());
+        row(if i == 0 { "watching" } else { "" }, w.display().to_string());
     }
-    println!(
-        "{:<10}{} indexed of {} seen · {} failed · {} queued · {} in progress",
-        "files", f.indexed, f.seen, f.failed, f.queued, f.in_progress
-    );
+    let done = f.indexed + f.failed;
+    let pct = if f.seen > 0 { 100.0 * done.min(f.seen) as f64 / f.seen as f64 } else { 100.0 };
+    row("files", format!("{done} of {} done ({pct:.0} %) · {} indexed · {} failed · {} queued · {} in progress", f.seen, f.indexed, f.failed, f.queued, f.in_progress));
+    if let (Some(rate), Some(eta)) = (s.files_per_min, s.eta_s) {
+        row("speed", format!("{rate:.1} files/min · about {} left", duration(eta)));
+    }
+    if f.reused > 0 {
+        row("reused", format!("{} file(s) matched indexed content (renames, copies)", f.reused));
+    }
+    for (i, c) in s.current.iter().enumerate() {
+        let what = c.plugin.as_deref().unwrap_or("decoding");
+        row(if i == 0 { "now" } else { "" }, format!("{what}: {}", c.path.display()));
+    }
+    row("index", format!("{:.1} MB", s.index_bytes as f64 / 1e6));
     let width = s.plugins.iter().map(|p| p.name.len()).max().unwrap_or(0);
     for (i, p) in s.plugins.iter().enumerate() {
         let state = serde_json::to_value(p.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         let pid = p.pid.map_or("-".into(), |p| p.to_string());
-        print!(
-            "{:<10}{:<width$}  {:<8}  pid {:<7}  restarts {}  crashes {}",
+        let err = p.last_error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default();
+        row(
             if i == 0 { "plugins" } else { "" },
-            p.name,
-            state,
-            pid,
-            p.restarts,
-            p.crashes
+            format!("{:<width$}  {state:<8}  pid {pid:<7}  restarts {}  crashes {}{err}", p.name, p.restarts, p.crashes),
         );
-        match &p.last_error {
-            Some(e) => println!("  ({e})"),
-            None => println!(),
-        }
+    }
+    for (i, w) in s.warnings.iter().enumerate() {
+        row(if i == 0 { "warnings" } else { "" }, w.clone());
     }
     for (i, ff) in s.failed_files.iter().enumerate() {
-        println!("{:<10}{}  {}: {}", if i == 0 { "failed" } else { "" }, ff.path.display(), ff.plugin, ff.reason);
+        row(if i == 0 { "failed" } else { "" }, format!("{}  {}: {}", ff.path.display(), ff.plugin, ff.reason));
+    }
+}
+
+fn print_file(r: &FileReport) {
+    println!("{}", r.path.display());
+    println!("{:<10}{}", "state", r.state);
+    if let Some(i) = &r.indexed {
+        let mut what = vec![i.kind.clone()];
+        what.extend(i.codecs.iter().cloned());
+        what.extend(i.resolution.iter().cloned());
+        if let Some(d) = i.duration_s {
+            what.push(duration(d));
+        }
+        println!("{:<10}{}", "media", what.join(" · "));
+        println!("{:<10}{} bytes, content {}", "file", i.size, &i.content[..i.content.len().min(16)]);
+        println!("{:<10}{} s since the epoch, by {}", "indexed", i.indexed_at, i.plugin_set);
+        for (n, (plugin, count)) in i.segments.iter().enumerate() {
+            println!("{:<10}{plugin}: {count} segment(s)", if n == 0 { "results" } else { "" });
+        }
+    }
+    for (n, f) in r.failures.iter().enumerate() {
+        println!("{:<10}{}: {}", if n == 0 { "failed" } else { "" }, f.plugin, f.reason);
+    }
+}
+
+/// A live bar of files done out of seen, with the current file, until idle.
+fn watch_progress(client: &mut Client) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files  {msg}")
+            .expect("valid template")
+            .progress_chars("█▉░"),
+    );
+    loop {
+        let s = client.status()?;
+        bar.set_length(s.files.seen);
+        bar.set_position((s.files.indexed + s.files.failed).min(s.files.seen));
+        let eta = s.eta_s.map(|e| format!("  ~{} left", duration(e))).unwrap_or_default();
+        let now = s.current.first().map(|c| c.path.display().to_string()).unwrap_or_default();
+        bar.set_message(format!("{}{eta}  {now}", if s.paused { "paused" } else { "" }));
+        if s.idle {
+            bar.finish_with_message(format!("idle; {} failed", s.files.failed));
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// "42 s", "3 min 5 s", "2 h 10 min".
+fn duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s / 60 % 60),
     }
 }
 
@@ -267,6 +367,13 @@ fn print_hits(hits: &[Hit]) {
 #[cfg(test)]
 mod tests {
     use super::timestamp;
+
+    #[test]
+    fn durations_read_like_a_person_says_them() {
+        assert_eq!(super::duration(42.4), "42 s");
+        assert_eq!(super::duration(185.0), "3 min 5 s");
+        assert_eq!(super::duration(7800.0), "2 h 10 min");
+    }
 
     #[test]
     fn timestamps_read_like_a_player() {

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, Stream, prelude::*};
 use vx_ctl_protocol::{
-    ClientHello, DaemonHello, PROTOCOL_VERSION, Reply, Request, RetryReply, RetryRequest, SearchReply,
+    ClientHello, DaemonHello, FailedFile, FileReport, PROTOCOL_VERSION, Reply, Request, RetryReply, RetryRequest,
+    SearchReply,
 };
 use vx_index::MediaIndex;
 use vx_wire::{WireError, read_frame, write_frame};
@@ -23,7 +24,45 @@ use crate::state::State;
 pub struct Control {
     pub state: Arc<State>,
     pub index: Arc<MediaIndex>,
-    pub watched: Vec<PathBuf>,
+    pub filter: Arc<crate::watch::Filter>,
+    pub index_dir: PathBuf,
+}
+
+impl Control {
+    fn status(&self) -> vx_ctl_protocol::Status {
+        let bytes = std::fs::read_dir(&self.index_dir)
+            .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0);
+        self.state.snapshot(&self.filter.roots, bytes)
+    }
+
+    fn file(&self, path: PathBuf) -> Reply {
+        let indexed = match self.index.file_info(&path) {
+            Ok(i) => i,
+            Err(e) => return Reply::Error(e.to_string()),
+        };
+        let s = self.state.lock();
+        let failures: Vec<FailedFile> = s
+            .failed
+            .iter()
+            .filter(|((p, _), _)| p == &path)
+            .map(|((p, plugin), reason)| FailedFile { path: p.clone(), plugin: plugin.clone(), reason: reason.clone() })
+            .collect();
+        let state = if s.working.values().any(|c| c.path == path) {
+            "in progress"
+        } else if s.queue.iter().any(|(_, p)| p == &path) {
+            "queued"
+        } else if s.indexed.contains(&path) || indexed.is_some() {
+            "indexed"
+        } else if !self.filter.wants_file(&path) {
+            "not watched"
+        } else if path.exists() {
+            "settling"
+        } else {
+            "not indexed"
+        };
+        Reply::File(FileReport { path, state: state.into(), indexed, failures })
+    }
 }
 
 /// Creates the socket's directory (0700, ours) if needed.
@@ -105,7 +144,12 @@ fn handle(conn: Stream, control: &Control) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         };
         let reply = match req {
-            Request::Status => Reply::Status(control.state.snapshot(&control.watched)),
+            Request::Status => Reply::Status(control.status()),
+            Request::Pause | Request::Resume => {
+                control.state.set_paused(matches!(req, Request::Pause));
+                Reply::Status(control.status())
+            }
+            Request::File(path) => control.file(path),
             Request::Search(s) => match control.index.search(&s.query, s.limit.clamp(1, 10_000) as usize) {
                 Ok(hits) => Reply::Search(SearchReply { hits }),
                 Err(e) => Reply::Error(e.to_string()),
@@ -129,11 +173,7 @@ fn retry(control: &Control, req: RetryRequest) -> RetryReply {
         let refusal = match std::fs::metadata(&path) {
             Err(e) => Some(e.to_string()),
             Ok(m) if !m.is_file() => Some("not a file".into()),
-            Ok(_) if !crate::watch::wanted(&path, &control.watched)
-                || !control.watched.iter().any(|w| path.starts_with(w)) =>
-            {
-                Some("not a media file in a watched folder".into())
-            }
+            Ok(_) if !control.filter.wants_file(&path) => Some("not a media file in a watched folder".into()),
             Ok(m) => {
                 control.state.lock().force.insert(path.clone());
                 control.state.enqueue(path.clone(), m.len());

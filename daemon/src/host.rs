@@ -34,7 +34,14 @@ pub struct HostLimits {
     pub memory_mb: u64,
     /// From spawn to Hello.
     pub start_timeout: Duration,
+    pub nice: i32,
+    /// The idle I/O scheduling class: disk access only when nobody else wants it.
+    pub io_idle: bool,
 }
+
+const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostFailure {
@@ -65,14 +72,15 @@ pub struct Host {
 
 impl Host {
     /// Spawns `exe --plugin NAME --socket DIR/…` and waits for its Hello.
+    /// `tag` makes the socket name unique among this vxd's hosts.
     pub fn start(
         exe: &Path,
         plugin: &str,
         socket_dir: &Path,
-        seq: u64,
+        tag: &str,
         limits: HostLimits,
     ) -> Result<Host, HostFailure> {
-        let sock = socket_dir.join(format!("host-{plugin}-{}-{seq}.sock", std::process::id()));
+        let sock = socket_dir.join(format!("host-{plugin}-{}-{tag}.sock", std::process::id()));
         let name = sock.as_path().to_fs_name::<GenericFilePath>().map_err(HostFailure::Spawn)?;
         let listener = ListenerOptions::new()
             .name(name)
@@ -82,16 +90,18 @@ impl Host {
         let mut cmd = Command::new(exe);
         cmd.arg("--plugin").arg(plugin).arg("--socket").arg(&sock).stdin(Stdio::null());
         let bytes = limits.memory_mb.saturating_mul(1 << 20);
-        // SAFETY: prctl and setrlimit are async-signal-safe; nothing else runs
-        // between fork and exec.
+        // SAFETY: prctl, setrlimit, setpriority and ioprio_set are plain
+        // syscalls, async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                let check = |rc: libc::c_long| if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
+                check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) as libc::c_long)?;
                 let cap = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
-                if libc::setrlimit(libc::RLIMIT_AS, &cap) != 0 {
-                    return Err(std::io::Error::last_os_error());
+                check(libc::setrlimit(libc::RLIMIT_AS, &cap) as libc::c_long)?;
+                check(libc::setpriority(libc::PRIO_PROCESS, 0, limits.nice) as libc::c_long)?;
+                if limits.io_idle {
+                    let prio = IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT;
+                    check(libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio))?;
                 }
                 Ok(())
             });

@@ -73,6 +73,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create state dir {}", settings.state_dir.display()))?;
     let _lock = lock_state_dir(&settings.state_dir)?;
     let index = Arc::new(MediaIndex::open(&settings.state_dir.join("index"))?);
+    tracing::info!(jobs = settings.jobs, "workers");
     let state = Arc::new(State::default());
     {
         let mut s = state.lock();
@@ -87,24 +88,38 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let socket_dir = control::prepare_socket_dir(&settings.socket)?;
-    let control = Arc::new(Control { state: state.clone(), index: index.clone(), watched: settings.watch.clone() });
+    let filter = Arc::new(
+        watch::Filter::new(settings.watch.clone(), &settings.ignore).context("invalid `ignore` glob in the config")?,
+    );
+    let control = Arc::new(Control {
+        state: state.clone(),
+        index: index.clone(),
+        filter: filter.clone(),
+        index_dir: settings.state_dir.join("index"),
+    });
     control::serve(&settings.socket, control)?;
 
-    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
-    let pipeline = Pipeline::new(settings.clone(), state.clone(), index.clone(), socket_dir);
-    std::thread::Builder::new().name("pipeline".into()).spawn(move || {
-        pipeline.run();
-        let _ = done_tx.send(());
-    })?;
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(settings.jobs);
+    for worker in 0..settings.jobs {
+        let pipeline = Pipeline::new(settings.clone(), state.clone(), index.clone(), socket_dir.clone(), worker);
+        let done_tx = done_tx.clone();
+        std::thread::Builder::new().name(format!("pipeline-{worker}")).spawn(move || {
+            pipeline.run();
+            let _ = done_tx.send(());
+        })?;
+    }
 
-    let settle = Duration::from_millis(settings.settle_ms);
-    let _watcher = watch::start(settings.watch.clone(), state.clone(), index.clone(), settle)?;
+    let opts = watch::WatchOptions {
+        filter: filter.clone(),
+        settle: Duration::from_millis(settings.settle_ms),
+        rescan_every: Duration::from_secs_f64(settings.rescan_interval_s),
+    };
+    let _watcher = watch::start(opts, state.clone(), index.clone());
     let crawl_state = state.clone();
-    let roots = settings.watch.clone();
     std::thread::Builder::new().name("crawl".into()).spawn(move || {
         let started = Instant::now();
-        for root in &roots {
-            watch::crawl(root, &roots, &mut |p, size| crawl_state.enqueue(p, size));
+        for root in &filter.roots {
+            watch::crawl(root, &filter, &mut |p, size| crawl_state.enqueue(p, size), &mut |w| crawl_state.lock().warn(w));
         }
         let n = crawl_state.lock().seen.len();
         crawl_state.lock().crawling = false;
@@ -122,9 +137,11 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     tracing::info!("shutting down");
     state.shut_down();
-    // The pipeline finishes its current file's plugin call at most this long.
-    if done_rx.recv_timeout(Duration::from_secs(5)).is_err() {
-        tracing::warn!("pipeline did not stop in time; killing hosts");
+    // Workers finish their current plugin call, waiting at most this long.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stopped = (0..settings.jobs).all(|_| done_rx.recv_deadline(deadline).is_ok());
+    if !stopped {
+        tracing::warn!("workers did not stop in time; killing hosts");
         for pid in state.lock().plugins.iter().filter_map(|p| p.pid) {
             // SAFETY: kill has no memory-safety preconditions.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };

@@ -73,10 +73,18 @@ pub struct Pipeline {
     host_exe: PathBuf,
     socket_dir: PathBuf,
     next_job_id: u64,
+    /// Which of the `jobs` workers this is; each owns its own hosts.
+    worker: usize,
 }
 
 impl Pipeline {
-    pub fn new(settings: Arc<Settings>, state: Arc<State>, index: Arc<MediaIndex>, socket_dir: PathBuf) -> Self {
+    pub fn new(
+        settings: Arc<Settings>,
+        state: Arc<State>,
+        index: Arc<MediaIndex>,
+        socket_dir: PathBuf,
+        worker: usize,
+    ) -> Self {
         let slots = settings
             .plugins
             .iter()
@@ -85,8 +93,10 @@ impl Pipeline {
         let limits = HostLimits {
             memory_mb: settings.host_memory_mb,
             start_timeout: Duration::from_secs_f64(settings.host_start_timeout_s),
+            nice: settings.host_nice,
+            io_idle: settings.host_io_idle,
         };
-        Self { settings, state, index, slots, limits, host_exe: host_exe(), socket_dir, next_job_id: 1 }
+        Self { settings, state, index, slots, limits, host_exe: host_exe(), socket_dir, next_job_id: 1, worker }
     }
 
     /// Runs on its own thread until shutdown. Hosts are spawned from this
@@ -95,11 +105,12 @@ impl Pipeline {
         for i in 0..self.slots.len() {
             self.ensure_host(i);
         }
-        while let Some(path) = self.state.next_job() {
-            let span = tracing::info_span!("file", path = %path.display());
+        while let Some(path) = self.state.next_job(self.worker) {
+            let span = tracing::info_span!("file", worker = self.worker, path = %path.display());
             let _enter = span.enter();
             self.process(&path);
-            self.state.lock().in_progress = None;
+            self.state.finish(self.worker);
+            self.purge_stale_once();
         }
         for slot in &mut self.slots {
             if let Some(h) = slot.host.take() {
@@ -119,17 +130,18 @@ impl Pipeline {
         std::thread::sleep(slot.backoff());
         let restart = slot.started > 0;
         slot.started += 1;
-        self.state.set_plugin(&slot.plugin, |p| {
+        self.state.set_plugin(&slot.plugin, self.worker, |p| {
             p.state = PluginState::Starting;
             p.restarts += restart as u32;
         });
-        match Host::start(&self.host_exe, &slot.plugin, &self.socket_dir, slot.started, self.limits) {
+        let tag = format!("{}-{}", self.worker, slot.started);
+        match Host::start(&self.host_exe, &slot.plugin, &self.socket_dir, &tag, self.limits) {
             Ok(h) => {
                 tracing::info!(plugin = %slot.plugin, pid = h.pid(), "host ready");
                 slot.version = h.version.clone();
                 slot.start_failures_in_a_row = 0;
                 let pid = h.pid();
-                self.state.set_plugin(&slot.plugin, |p| {
+                self.state.set_plugin(&slot.plugin, self.worker, |p| {
                     p.pid = Some(pid);
                     p.state = PluginState::Ready;
                 });
@@ -153,7 +165,7 @@ impl Pipeline {
             || slot.failed_files_in_a_row >= MAX_FAILED_FILES_IN_A_ROW;
         let disabled = slot.disabled;
         tracing::warn!(plugin = %slot.plugin, disabled, "host failed: {e}");
-        self.state.set_plugin(&slot.plugin, |p| {
+        self.state.set_plugin(&slot.plugin, self.worker, |p| {
             p.pid = None;
             p.crashes += 1;
             p.state = if disabled { PluginState::Disabled } else { PluginState::Exited };
@@ -174,14 +186,21 @@ impl Pipeline {
             }
             let job = Job { id: self.next_job_id, ..job.clone() };
             self.next_job_id += 1;
-            self.state.set_plugin(&plugin, |p| p.state = PluginState::Busy);
+            {
+                let mut state = self.state.lock();
+                state.plugin_jobs += 1;
+                if let Some(c) = state.working.get_mut(&self.worker) {
+                    c.plugin = Some(plugin.clone());
+                }
+            }
+            self.state.set_plugin(&plugin, self.worker, |p| p.state = PluginState::Busy);
             let host = self.slots[i].host.as_mut().expect("ensured above");
             match host.run(&job, deadline) {
                 Ok(outcome) => {
                     let slot = &mut self.slots[i];
                     slot.deaths_in_a_row = 0;
                     slot.failed_files_in_a_row = 0;
-                    self.state.set_plugin(&plugin, |p| p.state = PluginState::Ready);
+                    self.state.set_plugin(&plugin, self.worker, |p| p.state = PluginState::Ready);
                     return outcome.map(|o| o.segments);
                 }
                 Err(e) => {
@@ -197,10 +216,67 @@ impl Pipeline {
         Err(last_error)
     }
 
+    /// The plugins and versions results come from, e.g. `keyframes@1`.
+    fn plugin_set(&self) -> String {
+        let plugins: Vec<String> = self.slots.iter().map(|s| format!("{}@{}", s.plugin, s.version)).collect();
+        plugins.join(",")
+    }
+
     /// Names the plugin set, so a plugin upgrade changes every fingerprint.
     fn fingerprint(&self, meta: &std::fs::Metadata) -> String {
-        let plugins: Vec<String> = self.slots.iter().map(|s| format!("{}@{}", s.plugin, s.version)).collect();
-        format!("{}:{}.{:09}:{}", meta.len(), meta.mtime(), meta.mtime_nsec(), plugins.join(","))
+        format!("{}:{}.{:09}:{}", meta.len(), meta.mtime(), meta.mtime_nsec(), self.plugin_set())
+    }
+
+    /// Indexes `record.path` with the results already held for identical
+    /// content at another path, if any; true when it did. A source path that
+    /// no longer exists was a rename, and leaves the index.
+    fn reuse_by_content(&self, record: &FileRecord) -> bool {
+        let path = &record.path;
+        let Ok(Some(src)) = self.index.find_content(&record.content, &record.plugin_set, path) else { return false };
+        if let Err(e) = self.index.copy_file(&src, record) {
+            tracing::warn!(from = %src.display(), "cannot reuse results: {e}");
+            return false;
+        }
+        let moved = !src.exists();
+        if moved {
+            self.index.remove_file(&src);
+            self.state.forget(&src);
+        }
+        if !self.commit() {
+            return false;
+        }
+        let failures = self.index.failures().unwrap_or_default();
+        let mut state = self.state.lock();
+        state.indexed.insert(path.clone());
+        state.reused += 1;
+        for (p, plugin, reason) in failures.into_iter().filter(|(p, _, _)| p == path) {
+            state.failed.insert((p, plugin), reason);
+        }
+        drop(state);
+        tracing::info!(from = %src.display(), "{} identical content: results reused", if moved { "moved from" } else { "copy of" });
+        true
+    }
+
+    /// After the first crawl's queue drains, drops index entries of files
+    /// that no longer exist (deleted while vxd was not running).
+    fn purge_stale_once(&self) {
+        {
+            let mut s = self.state.lock();
+            if s.stale_purged || s.crawling || !s.queue.is_empty() || s.settling > 0 || !s.working.is_empty() {
+                return;
+            }
+            s.stale_purged = true;
+        }
+        let stale: Vec<PathBuf> = self.index.paths().unwrap_or_default().into_iter().filter(|p| !p.exists()).collect();
+        if stale.is_empty() {
+            return;
+        }
+        for p in &stale {
+            self.index.remove_file(p);
+            self.state.forget(p);
+        }
+        self.commit();
+        tracing::info!(files = stale.len(), "removed files that disappeared while vxd was down");
     }
 
     fn process(&mut self, path: &Path) {
@@ -224,6 +300,13 @@ impl Pipeline {
             }
             return;
         }
+        let content = match content_hash(path) {
+            Ok(h) => h,
+            Err(e) => {
+                self.record_failure(path, "read", e.to_string());
+                return;
+            }
+        };
         self.state.lock().failed.retain(|(p, _), _| p != path);
         let mut record = FileRecord {
             path: path.to_owned(),
@@ -238,7 +321,12 @@ impl Pipeline {
             mtime: meta.mtime(),
             fingerprint,
             failures: vec![],
+            content,
+            plugin_set: self.plugin_set(),
         };
+        if !forced && self.reuse_by_content(&record) {
+            return;
+        }
 
         let started = Instant::now();
         let opts = DecodeOptions {
@@ -332,4 +420,12 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// BLAKE3 of the whole file. Exact, so a copy is never confused with an edit
+/// of the same length; and cheap next to decoding, which reads it all anyway.
+fn content_hash(path: &Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path)?)?;
+    Ok(hasher.finalize().to_hex().to_string())
 }

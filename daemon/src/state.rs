@@ -1,11 +1,16 @@
-//! What vxd knows about its work, shared between the watcher, the pipeline and
-//! the control server. One mutex: every update is a few map operations.
+//! What vxd knows about its work, shared between the watcher, the pipeline
+//! workers and the control server. One mutex: every update is a few map
+//! operations.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use vx_ctl_protocol::{FailedFile, FileCounts, PluginState, PluginStatus, Status};
+use vx_ctl_protocol::{Current, FailedFile, FileCounts, PluginState, PluginStatus, Status};
+
+/// Throughput is measured over the files finished in this window.
+const RATE_WINDOW: Duration = Duration::from_secs(300);
 
 #[derive(Default)]
 pub struct State {
@@ -20,14 +25,45 @@ pub struct Inner {
     /// Small files first, so the first results come fast.
     pub queue: BTreeSet<(u64, PathBuf)>,
     pub settling: usize,
-    pub in_progress: Option<PathBuf>,
+    /// Worker → what it is doing.
+    pub working: BTreeMap<usize, Current>,
     /// (path, plugin) → reason.
     pub failed: BTreeMap<(PathBuf, String), String>,
     pub plugins: Vec<PluginStatus>,
     pub crawling: bool,
     pub shutting_down: bool,
+    pub paused: bool,
     /// Queued by `vxctl retry`: run even if the index holds the fingerprint.
     pub force: HashSet<PathBuf>,
+    pub reused: u64,
+    pub plugin_jobs: u64,
+    /// Index entries of files that vanished while vxd was down are removed
+    /// once the first crawl's queue has drained (a renamed file may still
+    /// need them), and only then.
+    pub stale_purged: bool,
+    pub warnings: Vec<String>,
+    finished: VecDeque<Instant>,
+}
+
+impl Inner {
+    pub fn warn(&mut self, warning: String) {
+        if !self.warnings.contains(&warning) {
+            tracing::warn!("{warning}");
+            self.warnings.push(warning);
+        }
+    }
+
+    /// (files per minute, seconds to finish the queue at that rate).
+    fn rate(&self) -> (Option<f64>, Option<f64>) {
+        let (Some(first), n) = (self.finished.front(), self.finished.len()) else { return (None, None) };
+        let span = first.elapsed().as_secs_f64();
+        if n < 2 || span < 1.0 {
+            return (None, None);
+        }
+        let per_s = n as f64 / span;
+        let left = (self.queue.len() + self.settling + self.working.len()) as f64;
+        (Some(per_s * 60.0), Some(left / per_s))
+    }
 }
 
 impl State {
@@ -45,20 +81,43 @@ impl State {
         self.work.notify_all();
     }
 
-    /// Blocks until a file is queued (and returns it, now in progress) or
-    /// shutdown begins (returns `None`).
-    pub fn next_job(&self) -> Option<PathBuf> {
+    /// Blocks until a file is queued and vxd is not paused, then hands it to
+    /// `worker`; `None` once shutdown begins.
+    pub fn next_job(&self, worker: usize) -> Option<PathBuf> {
         let mut s = self.lock();
         loop {
             if s.shutting_down {
                 return None;
             }
-            if let Some(first) = s.queue.pop_first() {
-                s.in_progress = Some(first.1.clone());
-                return Some(first.1);
+            if !s.paused {
+                // Skip a file another worker holds (it was queued again while in progress).
+                let busy: HashSet<PathBuf> = s.working.values().map(|c| c.path.clone()).collect();
+                if let Some(next) = s.queue.iter().find(|(_, p)| !busy.contains(p)).cloned() {
+                    s.queue.remove(&next);
+                    s.working.insert(worker, Current { path: next.1.clone(), plugin: None });
+                    return Some(next.1);
+                }
             }
             s = self.work.wait(s).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// `worker` is done with its file.
+    pub fn finish(&self, worker: usize) {
+        let mut s = self.lock();
+        s.working.remove(&worker);
+        let now = Instant::now();
+        s.finished.push_back(now);
+        while s.finished.front().is_some_and(|t| now.duration_since(*t) > RATE_WINDOW) {
+            s.finished.pop_front();
+        }
+        drop(s);
+        self.work.notify_all();
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.lock().paused = paused;
+        self.work.notify_all();
     }
 
     pub fn shut_down(&self) {
@@ -75,9 +134,10 @@ impl State {
         s.failed.retain(|(p, _), _| p != path);
     }
 
-    pub fn set_plugin(&self, name: &str, update: impl FnOnce(&mut PluginStatus)) {
+    pub fn set_plugin(&self, name: &str, worker: usize, update: impl FnOnce(&mut PluginStatus)) {
         let mut s = self.lock();
-        let idx = match s.plugins.iter().position(|p| p.name == name) {
+        let worker = worker as u32;
+        let idx = match s.plugins.iter().position(|p| p.name == name && p.worker == worker) {
             Some(i) => i,
             None => {
                 s.plugins.push(PluginStatus {
@@ -87,6 +147,7 @@ impl State {
                     restarts: 0,
                     crashes: 0,
                     last_error: None,
+                    worker,
                 });
                 s.plugins.len() - 1
             }
@@ -94,11 +155,12 @@ impl State {
         update(&mut s.plugins[idx]);
     }
 
-    pub fn snapshot(&self, watched: &[PathBuf]) -> Status {
+    pub fn snapshot(&self, watched: &[PathBuf], index_bytes: u64) -> Status {
         let s = self.lock();
         let failed_paths: HashSet<&PathBuf> = s.failed.keys().map(|(p, _)| p).collect();
         let queued = (s.queue.len() + s.settling) as u64;
-        let in_progress = s.in_progress.is_some() as u64;
+        let in_progress = s.working.len() as u64;
+        let (files_per_min, eta_s) = s.rate();
         Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
@@ -110,6 +172,7 @@ impl State {
                 failed: failed_paths.len() as u64,
                 queued,
                 in_progress,
+                reused: s.reused,
             },
             plugins: s.plugins.clone(),
             failed_files: s
@@ -122,6 +185,13 @@ impl State {
                 })
                 .collect(),
             idle: !s.crawling && queued == 0 && in_progress == 0,
+            plugin_jobs: s.plugin_jobs,
+            paused: s.paused,
+            current: s.working.values().cloned().collect(),
+            files_per_min: if queued + in_progress > 0 { files_per_min } else { None },
+            eta_s: if queued + in_progress > 0 { eta_s } else { None },
+            warnings: s.warnings.clone(),
+            index_bytes,
         }
     }
 }

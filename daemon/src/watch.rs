@@ -1,60 +1,102 @@
-//! Finding work: the crawl at start, and notify events afterwards.
+//! Finding work: the crawl at start, notify events afterwards, and periodic
+//! rescans where the kernel will not watch.
 //!
 //! Crawled files go straight to the queue. Files the watcher reports wait in
 //! the [`Settler`] until their size and mtime have been stable for
 //! `settle_ms`, so a file still being written or copied is not decoded half
-//! way. Deleted files leave the index at once.
+//! way. Deleted files leave the index at once; a file renamed or moved keeps
+//! its documents for a moment, and its new path reuses them by content.
+//!
+//! Watching must not fail silently: when inotify runs out of watches (ENOSPC)
+//! or instances (EMFILE), status shows a warning naming the sysctl to raise,
+//! and the affected folders are rescanned every `rescan_interval_s` instead.
+//! Unreadable folders and names that are not UTF-8 are reported the same way
+//! and skipped. Symlinks are never followed, so links cannot loop.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use globset::{Glob, GlobSet, GlobSetBuilder};
 use notify::event::{EventKind, ModifyKind, RenameMode};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use vx_index::MediaIndex;
 
 use crate::state::State;
 
-/// Whether vxd indexes this path: a media extension, no hidden component
-/// below the watched root, not a partial download.
-pub fn wanted(path: &Path, roots: &[PathBuf]) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
-    let partial = [".part", ".crdownload", ".tmp", ".download"].iter().any(|s| name.ends_with(s));
-    let rel = roots.iter().find_map(|r| path.strip_prefix(r).ok()).unwrap_or(path);
-    let hidden = rel.components().any(|c| c.as_os_str().to_str().is_some_and(|s| s.starts_with('.')));
-    !partial && !hidden && vx_media::kind_from_extension(path).is_some()
+/// Which paths vxd indexes.
+pub struct Filter {
+    pub roots: Vec<PathBuf>,
+    ignore: GlobSet,
 }
 
-/// Walks `dir` without following symlinks, calling `found` for each wanted file.
-pub fn crawl(dir: &Path, roots: &[PathBuf], found: &mut dyn FnMut(PathBuf, u64)) {
+impl Filter {
+    /// `ignore` globs match a path relative to its watched folder (`**/cache/**`)
+    /// or a bare file name (`*.lrv`).
+    pub fn new(roots: Vec<PathBuf>, ignore: &[String]) -> Result<Self, globset::Error> {
+        let mut b = GlobSetBuilder::new();
+        for g in ignore {
+            b.add(Glob::new(g)?);
+        }
+        Ok(Self { roots, ignore: b.build()? })
+    }
+
+    fn relative<'a>(&self, path: &'a Path) -> Option<&'a Path> {
+        self.roots.iter().find_map(|r| path.strip_prefix(r).ok())
+    }
+
+    fn hidden_or_ignored(&self, rel: &Path) -> bool {
+        rel.components().any(|c| c.as_os_str().to_str().is_some_and(|s| s.starts_with('.')))
+            || self.ignore.is_match(rel)
+            || rel.file_name().is_some_and(|n| self.ignore.is_match(n))
+    }
+
+    /// A media file below a watched folder, not hidden, ignored or a partial
+    /// download, with a UTF-8 name.
+    pub fn wants_file(&self, path: &Path) -> bool {
+        let (Some(rel), Some(name)) = (self.relative(path), path.file_name().and_then(|n| n.to_str())) else {
+            return false;
+        };
+        let partial = [".part", ".crdownload", ".tmp", ".download"].iter().any(|s| name.ends_with(s));
+        path.to_str().is_some()
+            && !partial
+            && !self.hidden_or_ignored(rel)
+            && vx_media::kind_from_extension(path).is_some()
+    }
+
+    pub fn wants_dir(&self, path: &Path) -> bool {
+        self.relative(path).is_some_and(|rel| !self.hidden_or_ignored(rel))
+    }
+}
+
+/// Walks `dir` without following symlinks, calling `found` for each wanted
+/// file and `problem` for what it had to skip.
+pub fn crawl(dir: &Path, filter: &Filter, found: &mut dyn FnMut(PathBuf, u64), problem: &mut dyn FnMut(String)) {
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         let entries = match std::fs::read_dir(&d) {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!(dir = %d.display(), "cannot read folder: {e}");
+                problem(format!("cannot read folder {}: {e}", d.display()));
                 continue;
             }
         };
         for entry in entries.flatten() {
             let Ok(ft) = entry.file_type() else { continue };
             let path = entry.path();
-            if ft.is_dir() {
-                if wanted_dir(&path, roots) {
+            if path.to_str().is_none() && (ft.is_dir() || vx_media::kind_from_extension(&path).is_some()) {
+                problem(format!("skipped {} (its name is not UTF-8)", path.to_string_lossy()));
+            } else if ft.is_dir() {
+                if filter.wants_dir(&path) {
                     stack.push(path);
                 }
-            } else if ft.is_file() && wanted(&path, roots) {
+            } else if ft.is_file() && filter.wants_file(&path) {
                 let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
                 found(path, size);
             }
         }
     }
-}
-
-fn wanted_dir(path: &Path, roots: &[PathBuf]) -> bool {
-    let rel = roots.iter().find_map(|r| path.strip_prefix(r).ok()).unwrap_or(path);
-    !rel.components().any(|c| c.as_os_str().to_str().is_some_and(|s| s.starts_with('.')))
 }
 
 /// Files reported by the watcher, waiting for their size and mtime to settle.
@@ -75,7 +117,7 @@ impl Settler {
     }
 
     pub fn forget(&mut self, path: &Path) {
-        self.pending.remove(path);
+        self.pending.retain(|p, _| !p.starts_with(path));
         self.publish();
     }
 
@@ -107,68 +149,207 @@ impl Settler {
     }
 }
 
-/// Starts notify on every root and a thread that turns its events into work.
-pub fn start(
+/// Folders that are rescanned on a timer because the kernel will not watch them.
+struct Rescan {
     roots: Vec<PathBuf>,
-    state: Arc<State>,
-    index: Arc<MediaIndex>,
-    settle: Duration,
-) -> notify::Result<RecommendedWatcher> {
+    every: Duration,
+    last: Instant,
+    known: HashMap<PathBuf, (u64, Option<SystemTime>)>,
+}
+
+impl Rescan {
+    /// New and changed files go to the settler; vanished ones are returned.
+    fn run(&mut self, filter: &Filter, settler: &mut Settler, state: &State) -> Vec<PathBuf> {
+        self.last = Instant::now();
+        let mut now = HashMap::new();
+        for root in &self.roots {
+            crawl(root, filter, &mut |p, _| {
+                let m = std::fs::metadata(&p).ok();
+                now.insert(p, (m.as_ref().map_or(0, |m| m.len()), m.and_then(|m| m.modified().ok())));
+            }, &mut |w| state.lock().warn(w));
+        }
+        for (p, sig) in &now {
+            if self.known.get(p) != Some(sig) && !self.known.is_empty() {
+                settler.touch(p.clone());
+            }
+        }
+        let gone = self.known.keys().filter(|p| !now.contains_key(*p)).cloned().collect();
+        self.known = now;
+        gone
+    }
+}
+
+pub struct WatchOptions {
+    pub filter: Arc<Filter>,
+    pub settle: Duration,
+    pub rescan_every: Duration,
+}
+
+fn limit_warning(dir: &Path, e: &notify::Error) -> Option<String> {
+    let limit = matches!(e.kind, notify::ErrorKind::MaxFilesWatch)
+        || matches!(&e.kind, notify::ErrorKind::Io(io) if matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EMFILE)));
+    limit.then(|| {
+        format!(
+            "cannot watch {}: the inotify limit is reached ({e}); raise fs.inotify.max_user_watches \
+             (or fs.inotify.max_user_instances) with sysctl. Rescanning it periodically instead.",
+            dir.display()
+        )
+    })
+}
+
+/// For tests: `VX_SIMULATE_INOTIFY_LIMIT=1` makes every watch fail as if
+/// the kernel's watch limit were reached (the error is simulated at this
+/// boundary; nothing in the kernel changes).
+fn simulated_limit() -> Option<notify::Error> {
+    (std::env::var_os("VX_SIMULATE_INOTIFY_LIMIT").is_some_and(|v| v == "1"))
+        .then(|| notify::Error::new(notify::ErrorKind::MaxFilesWatch))
+}
+
+/// Starts notify on every root (falling back to rescans) and a thread that
+/// turns events into work.
+pub fn start(opts: WatchOptions, state: Arc<State>, index: Arc<MediaIndex>) -> Option<RecommendedWatcher> {
+    let filter = opts.filter.clone();
     let (tx, rx) = crossbeam_channel::unbounded();
-    let mut watcher = notify::recommended_watcher(move |ev| {
-        let _ = tx.send(ev);
-    })?;
-    for root in &roots {
-        if let Err(e) = watcher.watch(root, RecursiveMode::Recursive) {
-            tracing::warn!(dir = %root.display(), "cannot watch: {e}");
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = match RecommendedWatcher::new(move |ev| { let _ = tx.send(ev); }, config) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            let w = limit_warning(Path::new("any folder"), &e)
+                .unwrap_or_else(|| format!("cannot start watching ({e}); rescanning periodically instead"));
+            state.lock().warn(w);
+            None
+        }
+    };
+    let mut rescan_roots = vec![];
+    for root in &filter.roots {
+        let res = match (&mut watcher, simulated_limit()) {
+            (_, Some(e)) => Err(e),
+            (Some(w), None) => w.watch(root, RecursiveMode::Recursive),
+            (None, None) => Err(notify::Error::generic("no watcher")),
+        };
+        if let Err(e) = res {
+            match limit_warning(root, &e) {
+                Some(w) => state.lock().warn(w),
+                None if watcher.is_some() => state.lock().warn(format!("cannot watch {}: {e}; rescanning periodically instead", root.display())),
+                None => {}
+            }
+            rescan_roots.push(root.clone());
         }
     }
+    let mut rescan = Rescan { roots: rescan_roots, every: opts.rescan_every, last: Instant::now(), known: HashMap::new() };
     std::thread::Builder::new()
         .name("watch".into())
         .spawn(move || {
-            let mut settler = Settler::new(state.clone(), settle);
+            let mut settler = Settler::new(state.clone(), opts.settle);
+            let mut moved = MovedAway::default();
+            if !rescan.roots.is_empty() {
+                rescan.run(&filter, &mut settler, &state); // the baseline; the crawl queues these
+            }
             let tick = Duration::from_millis(100);
             loop {
                 match rx.recv_timeout(tick) {
-                    Ok(Ok(ev)) => handle(ev, &roots, &mut settler, &state, &index),
-                    Ok(Err(e)) => tracing::warn!("watch error: {e}"),
+                    Ok(Ok(ev)) => handle(ev, &filter, &mut settler, &mut moved, &state, &index),
+                    Ok(Err(e)) => match limit_warning(Path::new("a new folder"), &e) {
+                        Some(w) => {
+                            state.lock().warn(w);
+                            rescan.roots = filter.roots.clone();
+                        }
+                        None => tracing::warn!("watch error: {e}"),
+                    },
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) if rescan.roots.is_empty() => return,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => std::thread::sleep(tick),
+                }
+                if !rescan.roots.is_empty() && rescan.last.elapsed() >= rescan.every {
+                    for p in rescan.run(&filter, &mut settler, &state) {
+                        remove_from_index(&p, &state, &index);
+                    }
                 }
                 settler.tick();
+                moved.expire(&state, &index);
             }
         })
         .expect("spawn watch thread");
-    Ok(watcher)
+    watcher
 }
 
-fn handle(ev: notify::Event, roots: &[PathBuf], settler: &mut Settler, state: &State, index: &MediaIndex) {
-    let gone = |path: &Path, settler: &mut Settler| {
-        settler.forget(path);
-        if state.lock().seen.contains(path) {
-            state.forget(path);
-            index.remove_file(path);
-            if let Err(e) = index.commit() {
-                tracing::error!("index commit failed: {e}");
+/// Forgets a path that went away — a file, or a folder with files below it.
+fn remove_from_index(path: &Path, state: &State, index: &MediaIndex) {
+    let mut known: Vec<PathBuf> = state.lock().seen.iter().filter(|p| p.starts_with(path)).cloned().collect();
+    known.extend(index.paths().unwrap_or_default().into_iter().filter(|p| p.starts_with(path)));
+    known.sort();
+    known.dedup();
+    for p in &known {
+        state.forget(p);
+        index.remove_file(p);
+    }
+    if !known.is_empty() {
+        if let Err(e) = index.commit() {
+            tracing::error!("index commit failed: {e}");
+        }
+    }
+}
+
+/// A rename's "from" half arrives before its "to" half (inotify pairs them
+/// by cookie). The old path's documents are kept this long, so that the new
+/// path can reuse them by content; unpaired, the path is removed.
+const MOVE_GRACE: Duration = Duration::from_secs(2);
+
+/// Paths moved away whose index entries wait out [`MOVE_GRACE`].
+#[derive(Default)]
+struct MovedAway(HashMap<PathBuf, Instant>);
+
+impl MovedAway {
+    fn expire(&mut self, state: &State, index: &MediaIndex) {
+        let now = Instant::now();
+        let due: Vec<PathBuf> =
+            self.0.iter().filter(|(_, t)| now.duration_since(**t) >= MOVE_GRACE).map(|(p, _)| p.clone()).collect();
+        for p in due {
+            self.0.remove(&p);
+            // The new path may have reused (and removed) them already.
+            if !p.exists() {
+                remove_from_index(&p, state, index);
             }
         }
+    }
+}
+
+fn handle(
+    ev: notify::Event,
+    filter: &Filter,
+    settler: &mut Settler,
+    moved: &mut MovedAway,
+    state: &State,
+    index: &MediaIndex,
+) {
+    let gone = |path: &Path, settler: &mut Settler| {
+        settler.forget(path);
+        remove_from_index(path, state, index);
     };
     let appeared = |path: &Path, settler: &mut Settler| {
         if path.is_dir() {
             // Files may land in a new folder before its watch exists.
-            crawl(path, roots, &mut |p, _| settler.touch(p));
-        } else if wanted(path, roots) {
+            if filter.wants_dir(path) {
+                crawl(path, filter, &mut |p, _| settler.touch(p), &mut |w| state.lock().warn(w));
+            }
+        } else if filter.wants_file(path) {
             settler.touch(path.to_owned());
+        } else if path.to_str().is_none() && vx_media::kind_from_extension(path).is_some() {
+            state.lock().warn(format!("skipped {} (its name is not UTF-8)", path.to_string_lossy()));
         }
     };
     match ev.kind {
-        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
-            ev.paths.iter().for_each(|p| gone(p, settler));
+        EventKind::Remove(_) => ev.paths.iter().for_each(|p| gone(p, settler)),
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+            for p in &ev.paths {
+                settler.forget(p);
+                let below: Vec<PathBuf> = state.lock().seen.iter().filter(|s| s.starts_with(p)).cloned().collect();
+                below.iter().for_each(|b| state.forget(b));
+                moved.0.insert(p.clone(), Instant::now());
+            }
         }
-        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if ev.paths.len() == 2 => {
-            gone(&ev.paths[0], settler);
-            appeared(&ev.paths[1], settler);
-        }
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => ev.paths.iter().for_each(|p| appeared(p, settler)),
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {}
         EventKind::Create(_) | EventKind::Modify(_) | EventKind::Access(notify::event::AccessKind::Close(_)) => {
             for p in &ev.paths {
                 if p.exists() { appeared(p, settler) } else { gone(p, settler) }
@@ -183,12 +364,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hidden_partial_and_non_media_files_are_skipped() {
-        let roots = [PathBuf::from("/home/u/.media")];
-        assert!(wanted(Path::new("/home/u/.media/a/clip.mp4"), &roots), "hidden root itself is fine");
-        assert!(!wanted(Path::new("/home/u/.media/.cache/clip.mp4"), &roots));
-        assert!(!wanted(Path::new("/home/u/.media/clip.mp4.part"), &roots));
-        assert!(!wanted(Path::new("/home/u/.media/notes.txt"), &roots));
-        assert!(wanted(Path::new("/home/u/.media/Photo.JPG"), &roots));
+    fn hidden_partial_ignored_and_non_media_files_are_skipped() {
+        let f = Filter::new(vec![PathBuf::from("/home/u/.media")], &["**/proxies/**".into(), "*.lrv.mp4".into()]).unwrap();
+        assert!(f.wants_file(Path::new("/home/u/.media/a/clip.mp4")), "a hidden root itself is fine");
+        assert!(!f.wants_file(Path::new("/home/u/.media/.cache/clip.mp4")));
+        assert!(!f.wants_file(Path::new("/home/u/.media/clip.mp4.part")));
+        assert!(!f.wants_file(Path::new("/home/u/.media/notes.txt")));
+        assert!(f.wants_file(Path::new("/home/u/.media/Photo.JPG")));
+        assert!(!f.wants_file(Path::new("/home/u/.media/a/proxies/b/clip.mp4")), "glob on the relative path");
+        assert!(!f.wants_file(Path::new("/home/u/.media/a/GX01.lrv.mp4")), "glob on the name");
+        assert!(!f.wants_file(Path::new("/elsewhere/clip.mp4")), "outside every root");
+    }
+
+    #[test]
+    fn non_utf8_names_are_reported_and_skipped_by_the_crawl() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(std::ffi::OsStr::from_bytes(b"bad\xffname.mp4")), b"x").unwrap();
+        std::fs::write(dir.path().join("good.mp4"), b"x").unwrap();
+        let f = Filter::new(vec![dir.path().to_owned()], &[]).unwrap();
+        let (mut found, mut problems) = (vec![], vec![]);
+        crawl(dir.path(), &f, &mut |p, _| found.push(p), &mut |w| problems.push(w));
+        assert_eq!(found, [dir.path().join("good.mp4")]);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("not UTF-8"), "{problems:?}");
     }
 }

@@ -35,8 +35,8 @@ fn failures(status: &Value) -> Vec<(String, String, String)> {
 /// only, with `reason`, after one retry in a fresh host; everything else is
 /// indexed and vxd lives on.
 fn poison_file_is_flagged_for_that_plugin_only(word: &str, reason: &str) {
-    let poison = format!("{word}_clip.png");
-    let d = Daemon::start_with(MISBEHAVE, &[], |m| make_images(m, &["good.png".into(), poison.clone()]));
+    let poison = format!("{word}_clip.bmp");
+    let d = Daemon::start_with(MISBEHAVE, &[], |m| make_images(m, &["good.bmp".into(), poison.clone()]));
     d.wait_idle(60);
     let status = d.json(&["status"]);
     let f = failures(&status);
@@ -55,7 +55,7 @@ fn poison_file_is_flagged_for_that_plugin_only(word: &str, reason: &str) {
     assert!(scenes.iter().any(|h| h["path"].as_str().unwrap().ends_with(&poison)), "{scenes:?}");
     let ok: Vec<_> = d.search("misbehave").iter().map(|h| h["path"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ok.len(), 1, "{ok:?}");
-    assert!(ok[0].ends_with("good.png"));
+    assert!(ok[0].ends_with("good.bmp"));
     assert_eq!(segment_fds(d.pid()), 0);
 }
 
@@ -103,7 +103,7 @@ fn oversize_frame_is_refused() {
 /// disabled with the error in status; the other plugin indexes everything.
 fn broken_host_is_disabled(mode: &str, error: &str) {
     let d = Daemon::start_with(MISBEHAVE, &[("VX_MISBEHAVE", mode)], |m| {
-        make_images(m, &["a.png".into(), "b.png".into()])
+        make_images(m, &["a.bmp".into(), "b.bmp".into()])
     });
     d.wait_idle(120);
     let status = d.json(&["status"]);
@@ -135,8 +135,8 @@ fn host_speaking_another_protocol_is_refused_with_both_versions() {
 
 #[test]
 fn forty_files_with_four_poison_flags_exactly_those_four() {
-    let poison = ["m10_segv.png", "m20_hang.png", "m30_oom.png", "m35_garbage.png"];
-    let mut names: Vec<String> = (0..36).map(|i| format!("m{:02}_ok.png", i + (i >= 10) as usize)).collect();
+    let poison = ["m10_segv.bmp", "m20_hang.bmp", "m30_oom.bmp", "m35_garbage.bmp"];
+    let mut names: Vec<String> = (0..36).map(|i| format!("m{:02}_ok.bmp", i + (i >= 10) as usize)).collect();
     names.extend(poison.iter().map(|s| s.to_string()));
     let started = Instant::now();
     let d = Daemon::start_with(MISBEHAVE, &[], |m| make_images(m, &names));
@@ -153,7 +153,7 @@ fn forty_files_with_four_poison_flags_exactly_those_four() {
     let got: Vec<(&str, &str)> = f.iter().map(|(n, p, _)| (n.as_str(), p.as_str())).collect();
     assert_eq!(
         got,
-        [("m10_segv.png", "misbehave"), ("m20_hang.png", "misbehave"), ("m30_oom.png", "misbehave"), ("m35_garbage.png", "misbehave")]
+        [("m10_segv.bmp", "misbehave"), ("m20_hang.bmp", "misbehave"), ("m30_oom.bmp", "misbehave"), ("m35_garbage.bmp", "misbehave")]
     );
     for ((_, _, reason), want) in f.iter().zip(["killed by SIGSEGV", "deadline 1.5 s exceeded", "memory limit 512 MiB", "sent garbage"]) {
         assert!(reason.contains(want), "{reason:?} lacks {want:?}");
@@ -165,7 +165,7 @@ fn forty_files_with_four_poison_flags_exactly_those_four() {
 
 #[test]
 fn poison_file_is_not_retried_on_restart_until_it_changes_or_vxctl_retry() {
-    let mut d = Daemon::start_with(MISBEHAVE, &[], |m| make_images(m, &["ok.png".into(), "x_segv.png".into()]));
+    let mut d = Daemon::start_with(MISBEHAVE, &[], |m| make_images(m, &["ok.bmp".into(), "x_segv.bmp".into()]));
     d.wait_idle(60);
     assert_eq!(failures(&d.json(&["status"])).len(), 1);
 
@@ -187,7 +187,7 @@ fn poison_file_is_not_retried_on_restart_until_it_changes_or_vxctl_retry() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a media file in a watched folder"));
 
     // Renaming the poison file away: it changes, and the failure goes with it.
-    std::fs::rename(d.media.join("x_segv.png"), d.media.join("x_fixed.png")).unwrap();
+    std::fs::rename(d.media.join("x_segv.bmp"), d.media.join("x_fixed.bmp")).unwrap();
     assert!(eventually(Duration::from_secs(20), || failures(&d.json(&["status"])).is_empty()));
     d.wait_idle(60);
     assert!(failures(&d.json(&["status"])).is_empty());
@@ -195,12 +195,12 @@ fn poison_file_is_not_retried_on_restart_until_it_changes_or_vxctl_retry() {
 
 #[test]
 fn indexing_a_hundred_files_leaves_segments_and_fds_where_they_started() {
-    let d = Daemon::start(|m| make_image(&m.join("first.png")));
+    let d = Daemon::start(|m| make_image(&m.join("first.bmp")));
     d.wait_idle(60);
     let before = fd_count(d.pid());
     let tmp = d.root.path().join("batch");
     std::fs::create_dir(&tmp).unwrap();
-    let names: Vec<String> = (0..100).map(|i| format!("p{i:03}.png")).collect();
+    let names: Vec<String> = (0..100).map(|i| format!("p{i:03}.bmp")).collect();
     make_images(&tmp, &names);
     for n in &names {
         std::fs::rename(tmp.join(n), d.media.join(n)).unwrap();

@@ -34,6 +34,8 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub watch: Vec<PathBuf>,
+    pub ignore: Vec<String>,
+    pub rescan_interval_s: f64,
     pub state_dir: PathBuf,
     pub cache_dir: PathBuf,
     pub socket: PathBuf,
@@ -42,6 +44,9 @@ pub struct Settings {
     pub frame_interval_s: f64,
     pub max_frames: usize,
     pub frame_max_side: u32,
+    pub jobs: usize,
+    pub host_nice: i32,
+    pub host_io_idle: bool,
     pub host_memory_mb: u64,
     pub host_start_timeout_s: f64,
     pub deadline_base_s: f64,
@@ -52,6 +57,8 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             watch: vec![],
+            ignore: vec![],
+            rescan_interval_s: 60.0,
             state_dir: PathBuf::new(),
             cache_dir: PathBuf::new(),
             socket: PathBuf::new(),
@@ -60,6 +67,9 @@ impl Default for Settings {
             frame_interval_s: 0.5,
             max_frames: 240,
             frame_max_side: 640,
+            jobs: 0,
+            host_nice: 10,
+            host_io_idle: true,
             host_memory_mb: 4096,
             host_start_timeout_s: 20.0,
             deadline_base_s: 30.0,
@@ -137,6 +147,7 @@ impl Settings {
             ("frame_interval_s", self.frame_interval_s),
             ("host_start_timeout_s", self.host_start_timeout_s),
             ("deadline_base_s", self.deadline_base_s),
+            ("rescan_interval_s", self.rescan_interval_s),
         ] {
             if v.is_nan() || v <= 0.0 {
                 return Err(ConfigError::NotPositive(name));
@@ -144,6 +155,13 @@ impl Settings {
         }
         if self.deadline_per_media_s.is_nan() || self.deadline_per_media_s < 0.0 {
             return Err(ConfigError::NotPositive("deadline_per_media_s"));
+        }
+        if self.jobs == 0 {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            self.jobs = cores.saturating_sub(1).max(1);
+        }
+        if !(0..=19).contains(&self.host_nice) {
+            return Err(ConfigError::NotPositive("host_nice (0 to 19)"));
         }
         if self.host_memory_mb < 64 {
             return Err(ConfigError::NotPositive("host_memory_mb (at least 64)"));
@@ -236,6 +254,15 @@ mod tests {
         assert_eq!(s.socket, PathBuf::from("/s/x.sock"));
         assert_eq!(s.plugins, ["keyframes"]);
         assert!(s.state_dir.ends_with("vx"));
+    }
+
+    #[test]
+    fn jobs_default_leaves_a_core_free() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let s = Settings::default().finish().unwrap();
+        assert_eq!(s.jobs, cores.saturating_sub(1).max(1));
+        let s = Settings { jobs: 3, ..Default::default() }.finish().unwrap();
+        assert_eq!(s.jobs, 3);
     }
 
     #[test]

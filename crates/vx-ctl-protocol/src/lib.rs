@@ -33,6 +33,11 @@ pub enum Request {
     Status,
     Search(SearchRequest),
     Retry(RetryRequest),
+    /// Finish the files in progress, then start no new one until Resume.
+    Pause,
+    Resume,
+    /// Everything known about one file.
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +46,37 @@ pub enum Reply {
     Search(SearchReply),
     Error(String),
     Retry(RetryReply),
+    File(FileReport),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileReport {
+    pub path: PathBuf,
+    /// "indexed", "queued", "settling", "in progress", "not indexed", or
+    /// "not watched" (outside the watched folders or not a media file).
+    pub state: String,
+    pub indexed: Option<IndexedFile>,
+    pub failures: Vec<FailedFile>,
+}
+
+/// What the index holds for a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexedFile {
+    pub kind: String,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub mtime: i64,
+    pub indexed_at: i64,
+    pub duration_s: Option<f64>,
+    pub container: String,
+    pub codecs: Vec<String>,
+    pub resolution: Option<String>,
+    /// BLAKE3 of the bytes.
+    pub content: String,
+    /// `plugin@version` list the results came from.
+    pub plugin_set: String,
+    /// Segments indexed per plugin.
+    pub segments: Vec<(String, u64)>,
 }
 
 /// Index these files again even though they are unchanged; with `all`, every
@@ -94,6 +130,27 @@ pub struct Status {
     pub failed_files: Vec<FailedFile>,
     /// True when nothing is queued, settling or in progress.
     pub idle: bool,
+    /// Jobs sent to model hosts since vxd started (retries included).
+    pub plugin_jobs: u64,
+    pub paused: bool,
+    /// What each worker is doing now.
+    pub current: Vec<Current>,
+    /// Files finished per minute, over the last few minutes of work.
+    pub files_per_min: Option<f64>,
+    /// Seconds until the queue is done at that rate.
+    pub eta_s: Option<f64>,
+    /// Problems that do not stop vxd but that you should know about,
+    /// e.g. folders that cannot be watched.
+    pub warnings: Vec<String>,
+    /// Bytes the index takes on disk.
+    pub index_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Current {
+    pub path: PathBuf,
+    /// The plugin running on it now; `None` while decoding.
+    pub plugin: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +162,9 @@ pub struct FileCounts {
     pub failed: u64,
     pub queued: u64,
     pub in_progress: u64,
+    /// Files indexed by reusing the results of identical content (a rename,
+    /// a copy) instead of running plugins.
+    pub reused: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +175,8 @@ pub struct PluginStatus {
     pub restarts: u32,
     pub crashes: u32,
     pub last_error: Option<String>,
+    /// Which worker's host this is (0 unless `jobs` > 1).
+    pub worker: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,19 +6,24 @@
 //! [`MediaIndex::commit`] makes both visible atomically. The file document also
 //! stores a fingerprint, written in the same commit as the results, so after a
 //! crash the index never claims results it does not hold.
+//!
+//! Files are also known by content (a BLAKE3 hash of the bytes) together with
+//! the plugin set that produced their results: a renamed file, or a second
+//! copy, gets the existing documents copied under its path
+//! ([`MediaIndex::copy_file`]) instead of being extracted again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{Query, QueryParser, TermQuery};
+use tantivy::query::{BooleanQuery, Query, QueryParser, TermQuery};
 use tantivy::schema::{
     FAST, Field, IndexRecordOption, STORED, STRING, Schema, SchemaBuilder, TEXT, TantivyDocument,
     Value,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
-use vx_ctl_protocol::Hit;
+use vx_ctl_protocol::{Hit, IndexedFile};
 use vx_plugin_protocol::{MediaKind, SegmentResult};
 
 /// Memory budget of the single index writer.
@@ -53,6 +58,10 @@ pub struct FileRecord {
     /// (plugin, reason) for each plugin that failed on this file. Stored with
     /// the fingerprint, so a failed file is not retried until it changes.
     pub failures: Vec<(String, String)>,
+    /// BLAKE3 of the file's bytes, hex.
+    pub content: String,
+    /// The plugins (name@version) whose results the documents hold.
+    pub plugin_set: String,
 }
 
 /// A failure recorded in the index: (path, plugin, reason).
@@ -81,6 +90,9 @@ struct Fields {
     thumbnail: Field,
     failure: Field,
     failed: Field,
+    content: Field,
+    plugin_set: Field,
+    indexed_at: Field,
 }
 
 /// The searchable text fields, by the names `Hit::fields` reports.
@@ -109,7 +121,10 @@ fn build_schema() -> (Schema, Fields) {
         phash: b.add_u64_field("phash", STORED),
         thumbnail: b.add_text_field("thumbnail", STORED),
         failure: b.add_text_field("failure", STORED),
-        failed: b.add_text_field("failed", STRING),
+        failed: b.add_text_field("failed", STRING | STORED), // stored so copies keep it
+        content: b.add_text_field("content", STRING | STORED),
+        plugin_set: b.add_text_field("plugin_set", STRING | STORED),
+        indexed_at: b.add_i64_field("indexed_at", STORED),
     };
     (b.build(), f)
 }
@@ -169,6 +184,9 @@ impl MediaIndex {
             f.size => file.size,
             f.mtime => file.mtime,
             f.fingerprint => file.fingerprint.as_str(),
+            f.content => file.content.as_str(),
+            f.plugin_set => file.plugin_set.as_str(),
+            f.indexed_at => now_s(),
         );
         for c in file.video_codec.iter().chain(&file.audio_codec) {
             d.add_text(f.codec, c);
@@ -208,6 +226,116 @@ impl MediaIndex {
             writer.add_document(d)?;
         }
         Ok(())
+    }
+
+    /// A committed file with this content whose results came from this
+    /// plugin set, other than `except`.
+    pub fn find_content(&self, content: &str, plugin_set: &str, except: &Path) -> Result<Option<PathBuf>, IndexError> {
+        let term = |field, text: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::Basic))
+        };
+        let q = BooleanQuery::intersection(vec![term(self.f.content, content), term(self.f.plugin_set, plugin_set)]);
+        let searcher = self.reader.searcher();
+        for (_, addr) in searcher.search(&q, &TopDocs::with_limit(8))? {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            let path = PathBuf::from(d.get_first(self.f.path).and_then(|v| v.as_str()).unwrap_or_default());
+            if path != except {
+                return Ok(Some(path));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Indexes `to` with every document of the committed file `from` (its
+    /// metadata, results and failures), under `to`'s own path, size, mtime and
+    /// fingerprint. Returns the number of documents written. Visible after the
+    /// next commit; `from` is left as it is.
+    pub fn copy_file(&self, from: &Path, to: &FileRecord) -> Result<usize, IndexError> {
+        let f = self.f;
+        let searcher = self.reader.searcher();
+        let q = self.file_query(from);
+        let n = searcher.search(&q, &Count)?;
+        let docs = searcher.search(&q, &TopDocs::with_limit(n.max(1)))?;
+        let path = to.path.to_string_lossy();
+        let name = to.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let per_path = [f.path, f.name, f.path_text, f.size, f.mtime, f.fingerprint, f.indexed_at];
+        let writer = self.writer();
+        writer.delete_term(Term::from_field_text(f.path, &path));
+        for (_, addr) in &docs {
+            let old: TantivyDocument = searcher.doc(*addr)?;
+            let mut new = TantivyDocument::new();
+            for (field, value) in old.field_values() {
+                if !per_path.contains(&field) {
+                    new.add_field_value(field, value);
+                }
+            }
+            new.add_text(f.path, &path);
+            if old.get_first(f.doc_type).and_then(|v| v.as_str()) == Some("file") {
+                new.add_text(f.name, &name);
+                new.add_text(f.path_text, &path);
+                new.add_u64(f.size, to.size);
+                new.add_i64(f.mtime, to.mtime);
+                new.add_text(f.fingerprint, &to.fingerprint);
+                new.add_i64(f.indexed_at, now_s());
+            }
+            writer.add_document(new)?;
+        }
+        Ok(docs.len())
+    }
+
+    /// What the committed index holds for `path`, if anything.
+    pub fn file_info(&self, path: &Path) -> Result<Option<IndexedFile>, IndexError> {
+        let f = self.f;
+        let searcher = self.reader.searcher();
+        let q = self.file_query(path);
+        let n = searcher.search(&q, &Count)?;
+        let mut info: Option<IndexedFile> = None;
+        let mut segments: BTreeMap<String, u64> = BTreeMap::new();
+        for (_, addr) in searcher.search(&q, &TopDocs::with_limit(n.max(1)))? {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            let text = |field| d.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            if text(f.doc_type) == "segment" {
+                *segments.entry(text(f.plugin)).or_default() += 1;
+                continue;
+            }
+            let resolution = text(f.resolution);
+            info = Some(IndexedFile {
+                kind: text(f.kind),
+                size: d.get_first(f.size).and_then(|v| v.as_u64()).unwrap_or(0),
+                mtime: d.get_first(f.mtime).and_then(|v| v.as_i64()).unwrap_or(0),
+                indexed_at: d.get_first(f.indexed_at).and_then(|v| v.as_i64()).unwrap_or(0),
+                duration_s: d.get_first(f.duration_s).and_then(|v| v.as_f64()),
+                container: text(f.container),
+                codecs: d.get_all(f.codec).filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+                resolution: (!resolution.is_empty()).then_some(resolution),
+                content: text(f.content),
+                plugin_set: text(f.plugin_set),
+                segments: vec![],
+            });
+        }
+        Ok(info.map(|mut i| {
+            // Every plugin that ran is listed, with 0 when it found nothing.
+            for entry in i.plugin_set.split(',').filter(|e| !e.is_empty()) {
+                let name = entry.split('@').next().unwrap_or(entry).to_owned();
+                let n = segments.remove(&name).unwrap_or(0);
+                i.segments.push((name, n));
+            }
+            i.segments.extend(segments);
+            i
+        }))
+    }
+
+    /// Every path with a committed file document.
+    pub fn paths(&self) -> Result<Vec<PathBuf>, IndexError> {
+        let searcher = self.reader.searcher();
+        let q = TermQuery::new(Term::from_field_text(self.f.doc_type, "file"), IndexRecordOption::Basic);
+        let n = searcher.search(&q, &Count)?;
+        let mut out = Vec::with_capacity(n);
+        for (_, addr) in searcher.search(&q, &TopDocs::with_limit(n.max(1)))? {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            out.extend(d.get_first(self.f.path).and_then(|v| v.as_str()).map(PathBuf::from));
+        }
+        Ok(out)
     }
 
     /// Removes a file and its segments. Visible after the next commit.
@@ -362,6 +490,8 @@ mod tests {
             mtime: 1_700_000_000,
             fingerprint: "fp-1".into(),
             failures: vec![],
+            content: format!("content-of-{path}"),
+            plugin_set: "keyframes@1".into(),
         }
     }
 
@@ -452,6 +582,53 @@ mod tests {
     }
 
     #[test]
+    fn copying_by_content_gives_the_new_path_every_result() {
+        let idx = MediaIndex::in_ram().unwrap();
+        let s = scene(1.0, 2.0);
+        let mut orig = video("/m/orig.mp4");
+        orig.failures = vec![("ocr".into(), "deadline 3.0 s exceeded".into())];
+        idx.put_file(&orig, &[("keyframes", &s)]).unwrap();
+        idx.commit().unwrap();
+        let content = orig.content.clone();
+        assert_eq!(idx.find_content(&content, "keyframes@1", Path::new("/x")).unwrap(), Some(PathBuf::from("/m/orig.mp4")));
+        assert_eq!(idx.find_content(&content, "keyframes@2", Path::new("/x")).unwrap(), None, "other plugin versions");
+        assert_eq!(idx.find_content(&content, "keyframes@1", Path::new("/m/orig.mp4")).unwrap(), None);
+
+        let copy = FileRecord { path: PathBuf::from("/m/renamed clip.mp4"), fingerprint: "fp-copy".into(), size: 999, ..orig.clone() };
+        assert_eq!(idx.copy_file(Path::new("/m/orig.mp4"), &copy).unwrap(), 2);
+        idx.commit().unwrap();
+        let hits = idx.search("renamed", 10).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].path, Path::new("/m/renamed clip.mp4"));
+        let scenes = idx.search("scene", 10).unwrap();
+        let mut paths: Vec<_> = scenes.iter().map(|h| h.path.clone()).collect();
+        paths.sort();
+        assert_eq!(paths, [PathBuf::from("/m/orig.mp4"), PathBuf::from("/m/renamed clip.mp4")]);
+        assert_eq!(idx.fingerprint(Path::new("/m/renamed clip.mp4")).unwrap().as_deref(), Some("fp-copy"));
+        assert_eq!(idx.failures().unwrap().len(), 2, "the failure travels with the content");
+        let mut all = idx.paths().unwrap();
+        all.sort();
+        assert_eq!(all, [PathBuf::from("/m/orig.mp4"), PathBuf::from("/m/renamed clip.mp4")]);
+    }
+
+    #[test]
+    fn file_info_reports_metadata_and_segments_per_plugin() {
+        let idx = MediaIndex::in_ram().unwrap();
+        let s = scene(0.0, 1.0);
+        let mut rec = video("/m/info.mp4");
+        rec.plugin_set = "keyframes@1,ocr@2".into();
+        idx.put_file(&rec, &[("keyframes", &s), ("keyframes", &s)]).unwrap();
+        idx.commit().unwrap();
+        let info = idx.file_info(Path::new("/m/info.mp4")).unwrap().unwrap();
+        assert_eq!(info.kind, "video");
+        assert_eq!(info.codecs, ["h264", "aac"]);
+        assert_eq!(info.resolution.as_deref(), Some("1280x720"));
+        assert_eq!(info.segments, [("keyframes".to_string(), 2), ("ocr".to_string(), 0)]);
+        assert!(info.indexed_at > 1_700_000_000);
+        assert!(idx.file_info(Path::new("/m/other.mp4")).unwrap().is_none());
+    }
+
+    #[test]
     fn index_on_disk_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -462,4 +639,8 @@ mod tests {
         let idx = MediaIndex::open(dir.path()).unwrap();
         assert_eq!(idx.search("kept", 10).unwrap().len(), 1);
     }
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
