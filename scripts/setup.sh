@@ -13,7 +13,7 @@ APT_PACKAGES=(
   pkg-config clang libclang-dev cmake nasm libfftw3-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev ffmpeg python3 python3-pip python3-venv
-  espeak-ng
+  espeak-ng systemd
 )
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

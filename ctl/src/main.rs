@@ -53,6 +53,15 @@ enum Command {
     Pause,
     /// Start indexing again after `pause`.
     Resume,
+    /// Install vxd as a systemd user service (~/.config/systemd/user/vxd.service).
+    InstallService {
+        /// The vxd binary the service runs [default: the vxd beside this vxctl].
+        #[arg(long, value_name = "PATH")]
+        vxd: Option<PathBuf>,
+        /// Print the unit instead of writing it.
+        #[arg(long)]
+        print: bool,
+    },
     /// Wait until vxd has nothing queued or in progress.
     ///
     /// Exits 0 once vxd is idle, and 3 if the timeout passes first.
@@ -101,7 +110,45 @@ fn main() -> ExitCode {
     }
 }
 
+/// The hardened user unit, with `%h/.local/bin/vxd` as the placeholder binary.
+const UNIT_TEMPLATE: &str = include_str!("../../systemd/vxd.service");
+
+fn install_service(vxd: Option<PathBuf>, print: bool) -> anyhow::Result<()> {
+    let vxd = match vxd {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("vxd"),
+    };
+    let vxd = vxd.canonicalize().with_context(|| format!("no vxd at {}", vxd.display()))?;
+    let unit = UNIT_TEMPLATE.replace("ExecStart=%h/.local/bin/vxd", &format!("ExecStart={}", vxd.display()));
+    if print {
+        print!("{unit}");
+        return Ok(());
+    }
+    let config_home = match std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from) {
+        Some(p) if p.is_absolute() => p,
+        _ => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".config"),
+    };
+    let dir = config_home.join("systemd/user");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("vxd.service");
+    std::fs::write(&path, unit).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("wrote {}", path.display());
+    if !config_home.join("vx/vxd.toml").exists() {
+        println!(
+            "next, say what to index: {} --print-config > {} and set `watch`",
+            vxd.display(),
+            config_home.join("vx/vxd.toml").display()
+        );
+    }
+    println!("then: systemctl --user daemon-reload && systemctl --user enable --now vxd");
+    Ok(())
+}
+
 fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Command::InstallService { vxd, print } = args.command {
+        install_service(vxd, print)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let socket = match args.socket {
         Some(s) => s,
         None => vx_config::Settings::load(args.config.as_deref())?.socket,
@@ -125,6 +172,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 print_status(&status);
             }
         }
+        Command::InstallService { .. } => unreachable!("handled before connecting"),
         Command::Pause | Command::Resume => {
             let pause = matches!(args.command, Command::Pause);
             let req = if pause { Request::Pause } else { Request::Resume };

@@ -8,6 +8,7 @@
 mod control;
 mod host;
 mod pipeline;
+mod sd;
 mod state;
 mod watch;
 
@@ -44,6 +45,10 @@ struct Args {
     /// Print the commented default configuration and exit.
     #[arg(long)]
     print_config: bool,
+    /// Detach and run in the background, logging to STATE_DIR/vxd.log.
+    /// (Under systemd, use the user unit instead: `vxctl install-service`.)
+    #[arg(long)]
+    daemon: bool,
 }
 
 fn main() {
@@ -71,7 +76,20 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&settings.state_dir)
         .with_context(|| format!("cannot create state dir {}", settings.state_dir.display()))?;
-    let _lock = lock_state_dir(&settings.state_dir)?;
+    let mut lock = lock_state_dir(&settings.state_dir)?;
+    if args.daemon {
+        // Before any thread exists: fork keeps only the calling thread.
+        let log_path = settings.state_dir.join("vxd.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        daemonize::Daemonize::new()
+            .working_directory("/")
+            .umask(0o077)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .start()
+            .context("cannot detach")?;
+        write_pid(&mut lock)?;
+    }
     let index = Arc::new(MediaIndex::open(&settings.state_dir.join("index"))?);
     tracing::info!(jobs = settings.jobs, "workers");
     let state = Arc::new(State::default());
@@ -126,16 +144,23 @@ fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(files = n, secs = format!("{:.2}", started.elapsed().as_secs_f64()), "crawl done");
     })?;
     tracing::info!(pid = std::process::id(), socket = %settings.socket.display(), "vxd ready");
+    sd::notify(&format!("READY=1\nMAINPID={}\nSTATUS=starting: crawling the watched folders", std::process::id()));
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    let mut last_status = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if last_status.elapsed() >= Duration::from_secs(2) {
+            last_status = Instant::now();
+            sd::notify(&format!("STATUS={}", one_line_status(&state)));
+        }
     }
 
     tracing::info!("shutting down");
+    sd::notify("STOPPING=1");
     state.shut_down();
     // Workers finish their current plugin call, waiting at most this long.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -167,7 +192,22 @@ fn lock_state_dir(dir: &Path) -> anyhow::Result<File> {
         let other = std::fs::read_to_string(&path).unwrap_or_default();
         bail!("another vxd (pid {}) is using {}", other.trim(), dir.display());
     }
-    f.set_len(0)?;
-    writeln!(f, "{}", std::process::id())?;
+    write_pid(&mut f)?;
     Ok(f)
+}
+
+fn write_pid(f: &mut File) -> std::io::Result<()> {
+    use std::io::Seek;
+    f.set_len(0)?;
+    f.rewind()?;
+    writeln!(f, "{}", std::process::id())
+}
+
+/// What `systemctl --user status vxd` shows.
+fn one_line_status(state: &State) -> String {
+    let s = state.lock();
+    let busy = s.working.len();
+    let queued = s.queue.len() + s.settling;
+    let mood = if s.paused { "paused" } else if busy + queued == 0 { "idle" } else { "indexing" };
+    format!("{mood}: {} indexed of {} seen, {queued} queued, {} failed", s.indexed.len(), s.seen.len(), s.failed.len())
 }
