@@ -222,9 +222,9 @@ impl Pipeline {
         plugins.join(",")
     }
 
-    /// Names the plugin set, so a plugin upgrade changes every fingerprint.
-    fn fingerprint(&self, meta: &std::fs::Metadata) -> String {
-        format!("{}:{}.{:09}:{}", meta.len(), meta.mtime(), meta.mtime_nsec(), self.plugin_set())
+    /// Size and mtime: what changes when the file does.
+    fn fingerprint(meta: &std::fs::Metadata) -> String {
+        format!("{}:{}.{:09}", meta.len(), meta.mtime(), meta.mtime_nsec())
     }
 
     /// Indexes `record.path` with the results already held for identical
@@ -290,9 +290,19 @@ impl Pipeline {
                 return;
             }
         };
-        let fingerprint = self.fingerprint(&meta);
+        let fingerprint = Self::fingerprint(&meta);
+        let plugin_set = self.plugin_set();
         let forced = self.state.lock().force.remove(path);
-        if !forced && self.index.fingerprint(path).ok().flatten().as_deref() == Some(fingerprint.as_str()) {
+        let stored = if forced { None } else { self.index.stored(path).ok().flatten() };
+        // Plugins whose results for this unchanged file are current.
+        let keep: Vec<String> = match &stored {
+            Some((fp, set)) if *fp == fingerprint => {
+                let current: Vec<&str> = plugin_set.split(',').collect();
+                set.split(',').filter(|p| current.contains(p)).map(|p| p.split('@').next().unwrap_or(p).to_owned()).collect()
+            }
+            _ => vec![],
+        };
+        if matches!(&stored, Some((fp, set)) if *fp == fingerprint && *set == plugin_set) {
             tracing::debug!("up to date");
             let mut state = self.state.lock();
             if !state.failed.contains_key(&(path.to_owned(), DECODE.to_owned())) {
@@ -307,7 +317,7 @@ impl Pipeline {
                 return;
             }
         };
-        self.state.lock().failed.retain(|(p, _), _| p != path);
+        self.state.lock().failed.retain(|(p, plugin), _| p != path || keep.contains(plugin));
         let mut record = FileRecord {
             path: path.to_owned(),
             kind: vx_media::kind_from_extension(path).unwrap_or(MediaKind::Video),
@@ -322,10 +332,18 @@ impl Pipeline {
             fingerprint,
             failures: vec![],
             content,
-            plugin_set: self.plugin_set(),
+            plugin_set,
         };
-        if !forced && self.reuse_by_content(&record) {
-            return;
+        if keep.is_empty() {
+            if !forced && self.reuse_by_content(&record) {
+                return;
+            }
+        } else {
+            tracing::info!(kept = keep.join(","), "only plugins whose version changed run");
+            let failures = self.index.failures().unwrap_or_default();
+            record.failures.extend(
+                failures.into_iter().filter(|(p, plugin, _)| p == path && keep.contains(plugin)).map(|(_, pl, r)| (pl, r)),
+            );
         }
 
         let started = Instant::now();
@@ -342,7 +360,7 @@ impl Pipeline {
                 tracing::warn!("cannot decode: {e}");
                 // Indexed by name with the failure, so it is not retried until it changes.
                 record.failures.push((DECODE.into(), e.to_string()));
-                self.index_file(&record, &[]);
+                self.index_file(&record, &[], &[]);
                 return;
             }
         };
@@ -371,6 +389,9 @@ impl Pipeline {
         let mut results: Vec<(String, Vec<SegmentResult>)> = vec![];
         for i in 0..self.slots.len() {
             let plugin = self.slots[i].plugin.clone();
+            if keep.contains(&plugin) {
+                continue;
+            }
             match self.run_plugin(i, &job, deadline) {
                 Ok(segments) => results.push((plugin, segments)),
                 Err(reason) => record.failures.push((plugin, reason)),
@@ -380,7 +401,8 @@ impl Pipeline {
 
         let segments: Vec<(&str, &SegmentResult)> =
             results.iter().flat_map(|(p, segs)| segs.iter().map(move |s| (p.as_str(), s))).collect();
-        self.index_file(&record, &segments);
+        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+        self.index_file(&record, &segments, &keep);
         tracing::info!(
             kind = record.kind.as_str(),
             segments = segments.len(),
@@ -391,10 +413,11 @@ impl Pipeline {
         );
     }
 
-    /// Commits the file with its results and failures, and tells the state.
-    fn index_file(&self, record: &FileRecord, segments: &[(&str, &SegmentResult)]) {
+    /// Commits the file with its results and failures (the segments of the
+    /// plugins in `keep` stay as indexed), and tells the state.
+    fn index_file(&self, record: &FileRecord, segments: &[(&str, &SegmentResult)], keep: &[&str]) {
         let path = &record.path;
-        if let Err(e) = self.index.put_file(record, segments) {
+        if let Err(e) = self.index.put_file_keeping(record, segments, keep) {
             self.record_failure(path, "index", e.to_string());
             return;
         }

@@ -169,10 +169,37 @@ impl MediaIndex {
     /// Replaces everything indexed for `file.path` with this file and these
     /// segments. Visible after the next [`commit`](Self::commit).
     pub fn put_file(&self, file: &FileRecord, segments: &[(&str, &SegmentResult)]) -> Result<(), IndexError> {
+        self.put_file_keeping(file, segments, &[])
+    }
+
+    /// Like [`put_file`](Self::put_file), but the committed segments of the
+    /// plugins in `keep` stay as they are: only the other plugins re-ran.
+    pub fn put_file_keeping(
+        &self,
+        file: &FileRecord,
+        segments: &[(&str, &SegmentResult)],
+        keep: &[&str],
+    ) -> Result<(), IndexError> {
         let f = self.f;
         let path = file.path.to_string_lossy();
+        let mut kept = vec![];
+        if !keep.is_empty() {
+            let searcher = self.reader.searcher();
+            let q = self.file_query(&file.path);
+            let n = searcher.search(&q, &Count)?;
+            for (_, addr) in searcher.search(&q, &TopDocs::with_limit(n.max(1)))? {
+                let d: TantivyDocument = searcher.doc(addr)?;
+                let plugin = d.get_first(f.plugin).and_then(|v| v.as_str()).unwrap_or_default();
+                if keep.contains(&plugin) {
+                    kept.push(d);
+                }
+            }
+        }
         let writer = self.writer();
         writer.delete_term(Term::from_field_text(f.path, &path));
+        for d in kept {
+            writer.add_document(d)?;
+        }
         let name = file.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         let mut d = doc!(
             f.path => path.as_ref(),
@@ -352,12 +379,21 @@ impl MediaIndex {
 
     /// The fingerprint stored with the committed file document for `path`.
     pub fn fingerprint(&self, path: &Path) -> Result<Option<String>, IndexError> {
+        Ok(self.stored(path)?.map(|(fp, _)| fp))
+    }
+
+    /// (fingerprint, plugin set) of the committed file document for `path`.
+    pub fn stored(&self, path: &Path) -> Result<Option<(String, String)>, IndexError> {
         let searcher = self.reader.searcher();
-        let q = self.file_query(path);
+        let q = BooleanQuery::intersection(vec![
+            Box::new(self.file_query(path)),
+            Box::new(TermQuery::new(Term::from_field_text(self.f.doc_type, "file"), IndexRecordOption::Basic)),
+        ]);
         let top = searcher.search(&q, &TopDocs::with_limit(1))?;
         let Some((_, addr)) = top.first() else { return Ok(None) };
         let d: TantivyDocument = searcher.doc(*addr)?;
-        Ok(d.get_first(self.f.fingerprint).and_then(|v| v.as_str()).map(str::to_owned))
+        let text = |field| d.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        Ok(Some((text(self.f.fingerprint), text(self.f.plugin_set))))
     }
 
     /// Every failure stored in the committed index.
@@ -626,6 +662,26 @@ mod tests {
         assert_eq!(info.segments, [("keyframes".to_string(), 2), ("ocr".to_string(), 0)]);
         assert!(info.indexed_at > 1_700_000_000);
         assert!(idx.file_info(Path::new("/m/other.mp4")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_partial_update_keeps_the_other_plugins_segments() {
+        let idx = MediaIndex::in_ram().unwrap();
+        let kf = scene(0.0, 1.0);
+        let old = SegmentResult { labels: vec!["oldlabel".into()], ..Default::default() };
+        let mut rec = video("/m/p.mp4");
+        rec.plugin_set = "keyframes@1,objects@1".into();
+        idx.put_file(&rec, &[("keyframes", &kf), ("objects", &old)]).unwrap();
+        idx.commit().unwrap();
+        let new = SegmentResult { labels: vec!["newlabel".into()], ..Default::default() };
+        rec.plugin_set = "keyframes@1,objects@2".into();
+        idx.put_file_keeping(&rec, &[("objects", &new)], &["keyframes"]).unwrap();
+        idx.commit().unwrap();
+        assert_eq!(idx.search("scene", 10).unwrap().len(), 1, "keyframes kept");
+        assert!(idx.search("oldlabel", 10).unwrap().is_empty(), "old objects gone");
+        assert_eq!(idx.search("newlabel", 10).unwrap().len(), 1);
+        assert_eq!(idx.stored(Path::new("/m/p.mp4")).unwrap().unwrap().1, "keyframes@1,objects@2");
+        assert_eq!(idx.doc_count(Path::new("/m/p.mp4")).unwrap(), 3);
     }
 
     #[test]

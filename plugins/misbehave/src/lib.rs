@@ -18,7 +18,8 @@
 //! Any other file gets one segment labelled `misbehave-ok`.
 //!
 //! Per host, by `VX_MISBEHAVE` (inherited from vxd): `die-before-hello`,
-//! `silent-before-hello`, `wrong-protocol`.
+//! `silent-before-hello`, `wrong-protocol`. `VX_MISBEHAVE_VERSION` sets the
+//! version it reports (default 1).
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
@@ -28,6 +29,7 @@ use vx_plugin_protocol::{PROTOCOL_VERSION, PluginOutput, SegmentResult};
 
 pub struct Misbehave {
     hello_protocol: u32,
+    version: String,
 }
 
 impl Misbehave {
@@ -42,7 +44,9 @@ impl Misbehave {
             _ => {}
         }
         let hello_protocol = if mode == "wrong-protocol" { PROTOCOL_VERSION + 1000 } else { PROTOCOL_VERSION };
-        Self { hello_protocol }
+        // Tests bump the version to check that only this plugin re-runs.
+        let version = std::env::var("VX_MISBEHAVE_VERSION").unwrap_or_else(|_| "1".into());
+        Self { hello_protocol, version }
     }
 }
 
@@ -52,7 +56,7 @@ impl Plugin for Misbehave {
     }
 
     fn version(&self) -> &str {
-        "1"
+        &self.version
     }
 
     fn hello_protocol(&self) -> u32 {
