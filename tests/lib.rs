@@ -72,6 +72,7 @@ pub fn make_images(dir: &Path, names: &[String]) {
                 b.extend_from_slice(&[(x * 2 + i * 7) as u8, (y * 3 + i * 13) as u8, ((x + y) ^ i) as u8]);
             }
         }
+        b[54..57].copy_from_slice(&[i as u8, (i >> 8) as u8, 77]); // distinct beyond 256 files
         std::fs::write(dir.join(n), b).unwrap();
     }
 }

@@ -317,7 +317,7 @@ fn print_status(s: &Status) {
         let what = c.plugin.as_deref().unwrap_or("decoding");
         row(if i == 0 { "now" } else { "" }, format!("{what}: {}", c.path.display()));
     }
-    row("index", format!("{:.1} MB", s.index_bytes as f64 / 1e6));
+    row("index", bytes(s.index_bytes));
     let width = s.plugins.iter().map(|p| p.name.len()).max().unwrap_or(0);
     for (i, p) in s.plugins.iter().enumerate() {
         let state = serde_json::to_value(p.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
@@ -381,6 +381,18 @@ fn watch_progress(client: &mut Client) -> anyhow::Result<()> {
     }
 }
 
+/// "812 B", "45.3 kB", "1.2 GB".
+fn bytes(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < units.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[u]) }
+}
+
 /// "42 s", "3 min 5 s", "2 h 10 min".
 fn duration(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
@@ -415,6 +427,13 @@ fn print_hits(hits: &[Hit]) {
 #[cfg(test)]
 mod tests {
     use super::timestamp;
+
+    #[test]
+    fn sizes_read_like_a_person_says_them() {
+        assert_eq!(super::bytes(812), "812 B");
+        assert_eq!(super::bytes(45_300), "45.3 kB");
+        assert_eq!(super::bytes(1_234_000_000), "1.2 GB");
+    }
 
     #[test]
     fn durations_read_like_a_person_says_them() {

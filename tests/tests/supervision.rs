@@ -186,8 +186,17 @@ fn poison_file_is_not_retried_on_restart_until_it_changes_or_vxctl_retry() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a media file in a watched folder"));
 
-    // Renaming the poison file away: it changes, and the failure goes with it.
+    // A rename is the same content: the failure moves with it, nothing re-runs.
     std::fs::rename(d.media.join("x_segv.bmp"), d.media.join("x_fixed.bmp")).unwrap();
+    let moved = || failures(&d.json(&["status"])).first().map(|f| f.0.clone()) == Some("x_fixed.bmp".into());
+    assert!(eventually(Duration::from_secs(20), moved), "{:?}", failures(&d.json(&["status"])));
+    d.wait_idle(60);
+    assert_eq!(plugin(&d.json(&["status"]), "misbehave")["crashes"].as_u64(), Some(2));
+    // New content under the harmless name: it runs again, and succeeds.
+    let spare = d.root.path().join("spare");
+    std::fs::create_dir(&spare).unwrap();
+    make_images(&spare, &["0.bmp".into(), "1.bmp".into(), "new.bmp".into()]); // index 2: unlike both files above
+    std::fs::rename(spare.join("new.bmp"), d.media.join("x_fixed.bmp")).unwrap();
     assert!(eventually(Duration::from_secs(20), || failures(&d.json(&["status"])).is_empty()));
     d.wait_idle(60);
     assert!(failures(&d.json(&["status"])).is_empty());
