@@ -243,3 +243,16 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     check()
 }
+
+/// Fails clearly when the host was built without the fault injector.
+pub fn require_misbehave() {
+    let out = Command::new(bin_dir().join("vx-plugin-host"))
+        .args(["--plugin", "misbehave", "--socket", "/nonexistent/vx-test.sock"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("not built into this host"),
+        "vx-plugin-host lacks the misbehave plugin: build with --features vx-plugin-host/misbehave (scripts/test.sh does)"
+    );
+}
+

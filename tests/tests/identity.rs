@@ -111,6 +111,7 @@ fn restarting_on_an_indexed_folder_of_fifty_files_runs_no_plugin_job() {
 
 #[test]
 fn a_plugin_whose_version_changed_re_runs_alone_on_every_file() {
+    require_misbehave();
     let misbehave = "plugins = [\"keyframes\", \"misbehave\"]\n";
     let names: Vec<String> = (0..3).map(|i| format!("f{i}.bmp")).collect();
     let mut d = Daemon::start_with(misbehave, &[], |m| make_images(m, &names));

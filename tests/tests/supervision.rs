@@ -9,11 +9,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vx_e2e::*;
 
-const MISBEHAVE: &str = "plugins = [\"keyframes\", \"misbehave\"]\n\
+const MISBEHAVE_TOML: &str = "plugins = [\"keyframes\", \"misbehave\"]\n\
     deadline_base_s = 1.5\ndeadline_per_media_s = 0.0\nhost_memory_mb = 512\nhost_start_timeout_s = 2.0\n";
 
 fn plugin<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()
+}
+
+/// Config for the misbehave tests; checks the host has the plugin first.
+fn misbehave() -> String {
+    require_misbehave();
+    MISBEHAVE_TOML.to_owned()
 }
 
 /// (file name, plugin, reason) of every failed file, sorted.
@@ -36,7 +42,7 @@ fn failures(status: &Value) -> Vec<(String, String, String)> {
 /// indexed and vxd lives on.
 fn poison_file_is_flagged_for_that_plugin_only(word: &str, reason: &str) {
     let poison = format!("{word}_clip.bmp");
-    let d = Daemon::start_with(MISBEHAVE, &[], |m| make_images(m, &["good.bmp".into(), poison.clone()]));
+    let d = Daemon::start_with(&misbehave(), &[], |m| make_images(m, &["good.bmp".into(), poison.clone()]));
     d.wait_idle(60);
     let status = d.json(&["status"]);
     let f = failures(&status);
@@ -102,7 +108,7 @@ fn oversize_frame_is_refused() {
 /// A host that never completes the handshake is retried with backoff, then
 /// disabled with the error in status; the other plugin indexes everything.
 fn broken_host_is_disabled(mode: &str, error: &str) {
-    let d = Daemon::start_with(MISBEHAVE, &[("VX_MISBEHAVE", mode)], |m| {
+    let d = Daemon::start_with(&misbehave(), &[("VX_MISBEHAVE", mode)], |m| {
         make_images(m, &["a.bmp".into(), "b.bmp".into()])
     });
     d.wait_idle(120);
@@ -139,7 +145,7 @@ fn forty_files_with_four_poison_flags_exactly_those_four() {
     let mut names: Vec<String> = (0..36).map(|i| format!("m{:02}_ok.bmp", i + (i >= 10) as usize)).collect();
     names.extend(poison.iter().map(|s| s.to_string()));
     let started = Instant::now();
-    let d = Daemon::start_with(MISBEHAVE, &[], |m| make_images(m, &names));
+    let d = Daemon::start_with(&misbehave(), &[], |m| make_images(m, &names));
     let pid = d.pid();
     d.wait_idle(180);
     println!("40 files with 4 poison: idle after {:.1} s", started.elapsed().as_secs_f64());
@@ -165,7 +171,7 @@ fn forty_files_with_four_poison_flags_exactly_those_four() {
 
 #[test]
 fn poison_file_is_not_retried_on_restart_until_it_changes_or_vxctl_retry() {
-    let mut d = Daemon::start_with(MISBEHAVE, &[], |m| make_images(m, &["ok.bmp".into(), "x_segv.bmp".into()]));
+    let mut d = Daemon::start_with(&misbehave(), &[], |m| make_images(m, &["ok.bmp".into(), "x_segv.bmp".into()]));
     d.wait_idle(60);
     assert_eq!(failures(&d.json(&["status"])).len(), 1);
 
