@@ -304,7 +304,7 @@ fn print_status(s: &Status) {
     for (i, w) in s.watched.iter().enumerate() {
         row(if i == 0 { "watching" } else { "" }, w.display().to_string());
     }
-    let done = f.indexed + f.failed;
+    let done = f.done;
     let pct = if f.seen > 0 { 100.0 * done.min(f.seen) as f64 / f.seen as f64 } else { 100.0 };
     row("files", format!("{done} of {} done ({pct:.0} %) · {} indexed · {} failed · {} queued · {} in progress", f.seen, f.indexed, f.failed, f.queued, f.in_progress));
     if let (Some(rate), Some(eta)) = (s.files_per_min, s.eta_s) {
@@ -369,7 +369,7 @@ fn watch_progress(client: &mut Client) -> anyhow::Result<()> {
     loop {
         let s = client.status()?;
         bar.set_length(s.files.seen);
-        bar.set_position((s.files.indexed + s.files.failed).min(s.files.seen));
+        bar.set_position(s.files.done.min(s.files.seen));
         let eta = s.eta_s.map(|e| format!("  ~{} left", duration(e))).unwrap_or_default();
         let now = s.current.first().map(|c| c.path.display().to_string()).unwrap_or_default();
         bar.set_message(format!("{}{eta}  {now}", if s.paused { "paused" } else { "" }));

@@ -173,6 +173,7 @@ impl State {
                 queued,
                 in_progress,
                 reused: s.reused,
+                done: s.indexed.iter().chain(failed_paths.iter().copied()).collect::<HashSet<_>>().len() as u64,
             },
             plugins: s.plugins.clone(),
             failed_files: s

@@ -155,6 +155,7 @@ fn forty_files_with_four_poison_flags_exactly_those_four() {
     assert_eq!(status["files"]["seen"].as_u64(), Some(40));
     assert_eq!(status["files"]["indexed"].as_u64(), Some(40));
     assert_eq!(status["files"]["failed"].as_u64(), Some(4));
+    assert_eq!(status["files"]["done"].as_u64(), Some(40), "failed files with indexed results count once");
     let f = failures(&status);
     let got: Vec<(&str, &str)> = f.iter().map(|(n, p, _)| (n.as_str(), p.as_str())).collect();
     assert_eq!(

@@ -165,6 +165,9 @@ pub struct FileCounts {
     /// Files indexed by reusing the results of identical content (a rename,
     /// a copy) instead of running plugins.
     pub reused: u64,
+    /// Files finished, indexed or failed (a file can be both: its other
+    /// plugins' results are indexed).
+    pub done: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
