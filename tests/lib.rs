@@ -175,6 +175,16 @@ impl Daemon {
         self.json(&["search", query, "--limit", "1000"])["hits"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The modification times of every thumbnail, sorted: unchanged means no
+    /// keyframes job ran.
+    pub fn thumbnail_mtimes(&self) -> Vec<std::time::SystemTime> {
+        let dir = self.root.path().join("cache/thumbnails");
+        let mut v: Vec<_> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().modified().unwrap()).collect();
+        v.sort();
+        v
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.path().join("vxd.log")).unwrap_or_default()
     }

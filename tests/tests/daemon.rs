@@ -111,17 +111,13 @@ fn restart_on_an_indexed_folder_keeps_the_index_and_redoes_nothing() {
         make_image(&m.join("still.png"));
     });
     d.wait_idle(120);
-    let thumbs_dir = d.root.path().join("cache/thumbnails");
-    let mtimes = || -> Vec<_> {
-        std::fs::read_dir(&thumbs_dir).unwrap().map(|e| e.unwrap().metadata().unwrap().modified().unwrap()).collect()
-    };
-    let before = mtimes();
+    let before = d.thumbnail_mtimes();
     d.restart();
     d.wait_idle(60);
     let status = d.json(&["status"]);
     assert_eq!(status["files"]["indexed"].as_u64(), Some(2), "{status:#}");
     assert_eq!(hit_for(&d.search("kept"), &d.media.join("kept.mp4")).map(|h| h["kind"].clone()), Some("video".into()));
-    assert_eq!(before, mtimes(), "restart re-ran the keyframes plugin");
+    assert_eq!(before, d.thumbnail_mtimes(), "restart re-ran the keyframes plugin");
     assert!(!d.log().contains("indexed kind"), "restart re-indexed a file:\n{}", d.log());
 }
 

@@ -86,17 +86,19 @@ fn an_inotify_limit_is_reported_and_the_folder_rescanned() {
 }
 
 #[test]
-fn ignored_unreadable_and_non_utf8_paths_are_skipped_and_reported() {
+fn ignored_non_utf8_and_symlinked_paths_are_skipped_and_reported() {
     let d = Daemon::start_with("ignore = [\"**/proxies/**\", \"*.lrv.mp4\"]\n", &[], |m| {
         make_images(m, &["keep.bmp".into(), "second.bmp".into()]);
         std::fs::create_dir(m.join("proxies")).unwrap();
         make_images(&m.join("proxies"), &["proxy.bmp".into()]);
         std::fs::copy(m.join("keep.bmp"), m.join("clip.lrv.mp4")).unwrap();
         std::fs::write(m.join(std::ffi::OsStr::from_bytes(b"caf\xe9.bmp")), b"x").unwrap();
+        std::os::unix::fs::symlink(m, m.join("loop")).unwrap(); // a symlink loop
+        std::os::unix::fs::symlink(m.join("keep.bmp"), m.join("link.bmp")).unwrap();
     });
     d.wait_idle(60);
     let status = d.json(&["status"]);
-    assert_eq!(status["files"]["seen"].as_u64(), Some(2), "keep.bmp and second.bmp only: {status:#}");
+    assert_eq!(status["files"]["seen"].as_u64(), Some(2), "keep.bmp and second.bmp only (links are not followed): {status:#}");
     assert!(d.search("proxy").is_empty() && d.search("lrv").is_empty());
     let warnings = status["warnings"].to_string();
     assert!(warnings.contains("not UTF-8"), "{warnings}");

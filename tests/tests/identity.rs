@@ -117,13 +117,7 @@ fn a_plugin_whose_version_changed_re_runs_alone_on_every_file() {
     let mut d = Daemon::start_with(misbehave, &[], |m| make_images(m, &names));
     d.wait_idle(60);
     assert_eq!(jobs(&d), 6, "2 plugins × 3 files");
-    let thumbs = d.root.path().join("cache/thumbnails");
-    let mtimes = || -> Vec<_> {
-        let mut v: Vec<_> = std::fs::read_dir(&thumbs).unwrap().map(|e| e.unwrap().metadata().unwrap().modified().unwrap()).collect();
-        v.sort();
-        v
-    };
-    let before = mtimes();
+    let before = d.thumbnail_mtimes();
 
     d.signal_and_wait(libc::SIGTERM, Duration::from_secs(15));
     d.env.push(("VX_MISBEHAVE_VERSION".into(), "2".into()));
@@ -131,7 +125,7 @@ fn a_plugin_whose_version_changed_re_runs_alone_on_every_file() {
     d.wait_idle(60);
     let status = d.json(&["status"]);
     assert_eq!(status["plugin_jobs"].as_u64(), Some(3), "only misbehave re-ran: {status:#}");
-    assert_eq!(mtimes(), before, "keyframes re-ran");
+    assert_eq!(d.thumbnail_mtimes(), before, "keyframes re-ran");
     assert_eq!(d.search("scene").len(), 3, "keyframes results kept");
     assert_eq!(d.search("misbehave").len(), 3, "misbehave results replaced, not lost");
     let r = d.json(&["status", d.media.join("f0.bmp").to_str().unwrap()]);
