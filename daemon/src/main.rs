@@ -74,6 +74,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             tracing::warn!(dir = %dir.display(), "watched folder does not exist (yet)");
         }
     }
+    let filter = Arc::new(
+        watch::Filter::new(settings.watch.clone(), &settings.ignore).context("invalid `ignore` glob in the config")?,
+    );
     std::fs::create_dir_all(&settings.state_dir)
         .with_context(|| format!("cannot create state dir {}", settings.state_dir.display()))?;
     let mut lock = lock_state_dir(&settings.state_dir)?;
@@ -106,9 +109,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let socket_dir = control::prepare_socket_dir(&settings.socket)?;
-    let filter = Arc::new(
-        watch::Filter::new(settings.watch.clone(), &settings.ignore).context("invalid `ignore` glob in the config")?,
-    );
     let control = Arc::new(Control {
         state: state.clone(),
         index: index.clone(),
