@@ -50,9 +50,17 @@ enum Command {
         watch: bool,
     },
     /// Let the files in progress finish, then start no new one.
-    Pause,
+    Pause {
+        /// Print the resulting status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start indexing again after `pause`.
-    Resume,
+    Resume {
+        /// Print the resulting status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Install vxd as a systemd user service (~/.config/systemd/user/vxd.service).
     InstallService {
         /// The vxd binary the service runs [default: the vxd beside this vxctl].
@@ -173,10 +181,14 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         Command::InstallService { .. } => unreachable!("handled before connecting"),
-        Command::Pause | Command::Resume => {
-            let pause = matches!(args.command, Command::Pause);
+        Command::Pause { json } | Command::Resume { json } => {
+            let pause = matches!(args.command, Command::Pause { .. });
             let req = if pause { Request::Pause } else { Request::Resume };
             let Reply::Status(status) = Client::connect(&socket)?.call(&req)? else { bail!("unexpected reply from vxd") };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let busy = status.files.in_progress;
             match (pause, busy) {
                 (true, 0) => println!("paused"),

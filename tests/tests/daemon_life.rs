@@ -37,7 +37,9 @@ fn pause_holds_new_work_until_resume() {
     assert_eq!(status["paused"], true);
     assert_eq!(status["idle"], false);
     assert_eq!(status["files"]["indexed"].as_u64(), Some(1), "indexed while paused: {status:#}");
-    assert!(d.vxctl(&["resume"]).status.success());
+    assert_eq!(d.json(&["resume"])["paused"], false);
+    let watch = d.vxctl(&["status", "--watch"]);
+    assert!(watch.status.success(), "status --watch returns once idle: {}", String::from_utf8_lossy(&watch.stderr));
     d.wait_idle(30);
     assert_eq!(d.json(&["status"])["files"]["indexed"].as_u64(), Some(2));
 }
