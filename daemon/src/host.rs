@@ -98,10 +98,13 @@ impl Host {
                 check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) as libc::c_long)?;
                 let cap = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
                 check(libc::setrlimit(libc::RLIMIT_AS, &cap) as libc::c_long)?;
-                check(libc::setpriority(libc::PRIO_PROCESS, 0, limits.nice) as libc::c_long)?;
+                // Best effort: a vxd already niced lower than `nice` may not
+                // raise its children's priority back (EACCES), and that must
+                // not stop the host from starting.
+                libc::setpriority(libc::PRIO_PROCESS, 0, limits.nice);
                 if limits.io_idle {
                     let prio = IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT;
-                    check(libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio))?;
+                    libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio);
                 }
                 Ok(())
             });
