@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, Stream, prelude::*};
 use vx_ctl_protocol::{
-    ClientHello, DaemonHello, FailedFile, FileReport, PROTOCOL_VERSION, Reply, Request, RetryReply, RetryRequest,
+    ClientHello, DaemonHello, FileReport, PROTOCOL_VERSION, Reply, Request, RetryReply, RetryRequest,
     SearchReply,
 };
 use vx_index::MediaIndex;
@@ -42,12 +42,7 @@ impl Control {
             Err(e) => return Reply::Error(e.to_string()),
         };
         let s = self.state.lock();
-        let failures: Vec<FailedFile> = s
-            .failed
-            .iter()
-            .filter(|((p, _), _)| p == &path)
-            .map(|((p, plugin), reason)| FailedFile { path: p.clone(), plugin: plugin.clone(), reason: reason.clone() })
-            .collect();
+        let failures = s.failed_files(Some(&path));
         let state = if s.working.values().any(|c| c.path == path) {
             "in progress"
         } else if s.queue.iter().any(|(_, p)| p == &path) {

@@ -181,7 +181,10 @@ impl Pipeline {
         let mut last_error = String::new();
         for attempt in 1..=2 {
             if !self.ensure_host(i) {
-                let why = self.state.lock().plugins.iter().find(|p| p.name == plugin).and_then(|p| p.last_error.clone());
+                let worker = self.worker as u32;
+                let state = self.state.lock();
+                let why = state.plugins.iter().find(|p| p.name == plugin && p.worker == worker).and_then(|p| p.last_error.clone());
+                drop(state);
                 return Err(format!("plugin not running: {}", why.unwrap_or(last_error)));
             }
             let job = Job { id: self.next_job_id, ..job.clone() };
@@ -245,12 +248,12 @@ impl Pipeline {
         if !self.commit() {
             return false;
         }
-        let failures = self.index.failures().unwrap_or_default();
+        let failures = self.index.failures_of(path).unwrap_or_default();
         let mut state = self.state.lock();
         state.indexed.insert(path.clone());
         state.reused += 1;
-        for (p, plugin, reason) in failures.into_iter().filter(|(p, _, _)| p == path) {
-            state.failed.insert((p, plugin), reason);
+        for (plugin, reason) in failures {
+            state.failed.insert((path.clone(), plugin), reason);
         }
         drop(state);
         tracing::info!(from = %src.display(), "{} identical content: results reused", if moved { "moved from" } else { "copy of" });
@@ -340,10 +343,8 @@ impl Pipeline {
             }
         } else {
             tracing::info!(kept = keep.join(","), "only plugins whose version changed run");
-            let failures = self.index.failures().unwrap_or_default();
-            record.failures.extend(
-                failures.into_iter().filter(|(p, plugin, _)| p == path && keep.contains(plugin)).map(|(_, pl, r)| (pl, r)),
-            );
+            let failures = self.index.failures_of(path).unwrap_or_default();
+            record.failures.extend(failures.into_iter().filter(|(plugin, _)| keep.contains(plugin)));
         }
 
         let started = Instant::now();

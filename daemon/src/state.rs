@@ -46,6 +46,15 @@ pub struct Inner {
 }
 
 impl Inner {
+    /// The failures of every file, or of `only` that one.
+    pub fn failed_files(&self, only: Option<&Path>) -> Vec<FailedFile> {
+        self.failed
+            .iter()
+            .filter(|((p, _), _)| only.is_none_or(|o| o == p))
+            .map(|((path, plugin), reason)| FailedFile { path: path.clone(), plugin: plugin.clone(), reason: reason.clone() })
+            .collect()
+    }
+
     pub fn warn(&mut self, warning: String) {
         if !self.warnings.contains(&warning) {
             tracing::warn!("{warning}");
@@ -134,6 +143,18 @@ impl State {
         s.failed.retain(|(p, _), _| p != path);
     }
 
+    /// Forgets `path` and everything below it (a folder that went away);
+    /// returns the files it knew there.
+    pub fn forget_under(&self, prefix: &Path) -> Vec<PathBuf> {
+        let mut s = self.lock();
+        let gone: Vec<PathBuf> = s.seen.iter().filter(|p| p.starts_with(prefix)).cloned().collect();
+        s.seen.retain(|p| !p.starts_with(prefix));
+        s.indexed.retain(|p| !p.starts_with(prefix));
+        s.queue.retain(|(_, p)| !p.starts_with(prefix));
+        s.failed.retain(|(p, _), _| !p.starts_with(prefix));
+        gone
+    }
+
     pub fn set_plugin(&self, name: &str, worker: usize, update: impl FnOnce(&mut PluginStatus)) {
         let mut s = self.lock();
         let worker = worker as u32;
@@ -176,15 +197,7 @@ impl State {
                 done: s.indexed.iter().chain(failed_paths.iter().copied()).collect::<HashSet<_>>().len() as u64,
             },
             plugins: s.plugins.clone(),
-            failed_files: s
-                .failed
-                .iter()
-                .map(|((path, plugin), reason)| FailedFile {
-                    path: path.clone(),
-                    plugin: plugin.clone(),
-                    reason: reason.clone(),
-                })
-                .collect(),
+            failed_files: s.failed_files(None),
             idle: !s.crawling && queued == 0 && in_progress == 0,
             plugin_jobs: s.plugin_jobs,
             paused: s.paused,

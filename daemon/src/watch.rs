@@ -275,12 +275,15 @@ pub fn start(opts: WatchOptions, state: Arc<State>, index: Arc<MediaIndex>) -> O
 
 /// Forgets a path that went away — a file, or a folder with files below it.
 fn remove_from_index(path: &Path, state: &State, index: &MediaIndex) {
-    let mut known: Vec<PathBuf> = state.lock().seen.iter().filter(|p| p.starts_with(path)).cloned().collect();
-    known.extend(index.paths().unwrap_or_default().into_iter().filter(|p| p.starts_with(path)));
-    known.sort();
-    known.dedup();
+    let mut known = state.forget_under(path);
+    if known.as_slice() != [path] {
+        // A folder, or a path vxd already forgot (moved away): its index
+        // entries can only be found by listing them.
+        known.extend(index.paths().unwrap_or_default().into_iter().filter(|p| p.starts_with(path)));
+        known.sort();
+        known.dedup();
+    }
     for p in &known {
-        state.forget(p);
         index.remove_file(p);
     }
     if !known.is_empty() {
@@ -343,8 +346,7 @@ fn handle(
         EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
             for p in &ev.paths {
                 settler.forget(p);
-                let below: Vec<PathBuf> = state.lock().seen.iter().filter(|s| s.starts_with(p)).cloned().collect();
-                below.iter().for_each(|b| state.forget(b));
+                state.forget_under(p);
                 moved.0.insert(p.clone(), Instant::now());
             }
         }

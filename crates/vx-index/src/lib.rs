@@ -184,11 +184,7 @@ impl MediaIndex {
         let path = file.path.to_string_lossy();
         let mut kept = vec![];
         if !keep.is_empty() {
-            let searcher = self.reader.searcher();
-            let q = self.file_query(&file.path);
-            let n = searcher.search(&q, &Count)?;
-            for (_, addr) in searcher.search(&q, &TopDocs::with_limit(n.max(1)))? {
-                let d: TantivyDocument = searcher.doc(addr)?;
+            for d in self.all_docs(&self.file_query(&file.path))? {
                 let plugin = d.get_first(f.plugin).and_then(|v| v.as_str()).unwrap_or_default();
                 if keep.contains(&plugin) {
                     kept.push(d);
@@ -279,17 +275,13 @@ impl MediaIndex {
     /// next commit; `from` is left as it is.
     pub fn copy_file(&self, from: &Path, to: &FileRecord) -> Result<usize, IndexError> {
         let f = self.f;
-        let searcher = self.reader.searcher();
-        let q = self.file_query(from);
-        let n = searcher.search(&q, &Count)?;
-        let docs = searcher.search(&q, &TopDocs::with_limit(n.max(1)))?;
+        let docs = self.all_docs(&self.file_query(from))?;
         let path = to.path.to_string_lossy();
         let name = to.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         let per_path = [f.path, f.name, f.path_text, f.size, f.mtime, f.fingerprint, f.indexed_at];
         let writer = self.writer();
         writer.delete_term(Term::from_field_text(f.path, &path));
-        for (_, addr) in &docs {
-            let old: TantivyDocument = searcher.doc(*addr)?;
+        for old in &docs {
             let mut new = TantivyDocument::new();
             for (field, value) in old.field_values() {
                 if !per_path.contains(&field) {
@@ -313,13 +305,9 @@ impl MediaIndex {
     /// What the committed index holds for `path`, if anything.
     pub fn file_info(&self, path: &Path) -> Result<Option<IndexedFile>, IndexError> {
         let f = self.f;
-        let searcher = self.reader.searcher();
-        let q = self.file_query(path);
-        let n = searcher.search(&q, &Count)?;
         let mut info: Option<IndexedFile> = None;
         let mut segments: BTreeMap<String, u64> = BTreeMap::new();
-        for (_, addr) in searcher.search(&q, &TopDocs::with_limit(n.max(1)))? {
-            let d: TantivyDocument = searcher.doc(addr)?;
+        for d in self.all_docs(&self.file_query(path))? {
             let text = |field| d.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
             if text(f.doc_type) == "segment" {
                 *segments.entry(text(f.plugin)).or_default() += 1;
@@ -354,15 +342,9 @@ impl MediaIndex {
 
     /// Every path with a committed file document.
     pub fn paths(&self) -> Result<Vec<PathBuf>, IndexError> {
-        let searcher = self.reader.searcher();
         let q = TermQuery::new(Term::from_field_text(self.f.doc_type, "file"), IndexRecordOption::Basic);
-        let n = searcher.search(&q, &Count)?;
-        let mut out = Vec::with_capacity(n);
-        for (_, addr) in searcher.search(&q, &TopDocs::with_limit(n.max(1)))? {
-            let d: TantivyDocument = searcher.doc(addr)?;
-            out.extend(d.get_first(self.f.path).and_then(|v| v.as_str()).map(PathBuf::from));
-        }
-        Ok(out)
+        let docs = self.all_docs(&q)?;
+        Ok(docs.iter().filter_map(|d| d.get_first(self.f.path).and_then(|v| v.as_str()).map(PathBuf::from)).collect())
     }
 
     /// Removes a file and its segments. Visible after the next commit.
@@ -398,12 +380,30 @@ impl MediaIndex {
 
     /// Every failure stored in the committed index.
     pub fn failures(&self) -> Result<Vec<Failure>, IndexError> {
+        self.failures_matching(&self.failed_query())
+    }
+
+    /// The (plugin, reason) failures stored for `path`.
+    pub fn failures_of(&self, path: &Path) -> Result<Vec<(String, String)>, IndexError> {
+        let q = BooleanQuery::intersection(vec![Box::new(self.file_query(path)), Box::new(self.failed_query())]);
+        Ok(self.failures_matching(&q)?.into_iter().map(|(_, plugin, reason)| (plugin, reason)).collect())
+    }
+
+    /// Every committed document matching `q`, however many.
+    fn all_docs(&self, q: &dyn Query) -> Result<Vec<TantivyDocument>, IndexError> {
         let searcher = self.reader.searcher();
-        let q = TermQuery::new(Term::from_field_text(self.f.failed, "yes"), IndexRecordOption::Basic);
-        let n = searcher.search(&q, &Count)?;
+        let n = searcher.search(q, &Count)?;
+        let top = searcher.search(q, &TopDocs::with_limit(n.max(1)))?;
+        top.into_iter().map(|(_, addr)| Ok(searcher.doc(addr)?)).collect()
+    }
+
+    fn failed_query(&self) -> TermQuery {
+        TermQuery::new(Term::from_field_text(self.f.failed, "yes"), IndexRecordOption::Basic)
+    }
+
+    fn failures_matching(&self, q: &dyn Query) -> Result<Vec<Failure>, IndexError> {
         let mut out = vec![];
-        for (_, addr) in searcher.search(&q, &TopDocs::with_limit(n.max(1)))? {
-            let d: TantivyDocument = searcher.doc(addr)?;
+        for d in self.all_docs(q)? {
             let path = PathBuf::from(d.get_first(self.f.path).and_then(|v| v.as_str()).unwrap_or_default());
             for v in d.get_all(self.f.failure).filter_map(|v| v.as_str()) {
                 let (plugin, reason) = v.split_once('\t').unwrap_or((v, ""));
@@ -612,6 +612,8 @@ mod tests {
                 (PathBuf::from("/m/bad.mp4"), "ocr".into(), "deadline 3.0 s exceeded".into()),
             ]
         );
+        assert_eq!(idx.failures_of(Path::new("/m/bad.mp4")).unwrap().len(), 2);
+        assert!(idx.failures_of(Path::new("/m/good.mp4")).unwrap().is_empty());
         idx.put_file(&video("/m/bad.mp4"), &[]).unwrap();
         idx.commit().unwrap();
         assert!(idx.failures().unwrap().is_empty());
