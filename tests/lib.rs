@@ -10,9 +10,15 @@ use serde_json::Value;
 /// `target/release` (or whichever profile built this test).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_owned();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_owned();
     assert!(
-        dir.join("vxd").exists() && dir.join("vxctl").exists() && dir.join("vx-plugin-host").exists(),
+        dir.join("vxd").exists()
+            && dir.join("vxctl").exists()
+            && dir.join("vx-plugin-host").exists(),
         "binaries missing in {}: run `cargo build --release --workspace` first (scripts/test.sh does)",
         dir.display()
     );
@@ -21,8 +27,16 @@ pub fn bin_dir() -> PathBuf {
 
 /// Runs ffmpeg with `args`, panicking with its stderr on failure.
 pub fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg").args(["-nostdin", "-v", "error", "-y"]).args(args).output().expect("ffmpeg runs");
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A video of two clearly different shots (test card, then colour bars),
@@ -31,21 +45,56 @@ pub fn make_video(path: &Path, secs: u32) {
     let half = (secs / 2).max(1).to_string();
     let rest = (secs - secs / 2).max(1).to_string();
     ffmpeg(&[
-        "-f", "lavfi", "-i", &format!("testsrc=size=320x240:rate=25:duration={half}"),
-        "-f", "lavfi", "-i", &format!("smptebars=size=320x240:rate=25:duration={rest}"),
-        "-f", "lavfi", "-i", &format!("sine=frequency=440:duration={secs}"),
-        "-filter_complex", "[0:v][1:v]concat=n=2:v=1:a=0[v]",
-        "-map", "[v]", "-map", "2:a", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", path.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc=size=320x240:rate=25:duration={half}"),
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("smptebars=size=320x240:rate=25:duration={rest}"),
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("sine=frequency=440:duration={secs}"),
+        "-filter_complex",
+        "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+        "-map",
+        "[v]",
+        "-map",
+        "2:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        path.to_str().unwrap(),
     ]);
 }
 
 pub fn make_audio(path: &Path, secs: u32) {
-    ffmpeg(&["-f", "lavfi", "-i", &format!("sine=frequency=300:duration={secs}"), path.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("sine=frequency=300:duration={secs}"),
+        path.to_str().unwrap(),
+    ]);
 }
 
 pub fn make_image(path: &Path) {
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=400x300", "-frames:v", "1", path.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=400x300",
+        "-frames:v",
+        "1",
+        path.to_str().unwrap(),
+    ]);
 }
 
 /// A small image of its own (distinct bytes) under each of `names` in
@@ -69,7 +118,11 @@ pub fn make_images(dir: &Path, names: &[String]) {
         b.extend_from_slice(&[0; 24]);
         for y in 0..H {
             for x in 0..W {
-                b.extend_from_slice(&[(x * 2 + i * 7) as u8, (y * 3 + i * 13) as u8, ((x + y) ^ i) as u8]);
+                b.extend_from_slice(&[
+                    (x * 2 + i * 7) as u8,
+                    (y * 3 + i * 13) as u8,
+                    ((x + y) ^ i) as u8,
+                ]);
             }
         }
         b[54..57].copy_from_slice(&[i as u8, (i >> 8) as u8, 77]); // distinct beyond 256 files
@@ -79,7 +132,9 @@ pub fn make_images(dir: &Path, names: &[String]) {
 
 /// The number of open fds of `pid`.
 pub fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// A running vxd on its own temp dirs; killed on drop if still running.
@@ -100,7 +155,11 @@ impl Daemon {
     }
 
     /// Like [`start`](Self::start), with extra config lines and environment.
-    pub fn start_with(extra_toml: &str, env: &[(&str, &str)], populate: impl FnOnce(&Path)) -> Daemon {
+    pub fn start_with(
+        extra_toml: &str,
+        env: &[(&str, &str)],
+        populate: impl FnOnce(&Path),
+    ) -> Daemon {
         let root = tempfile::tempdir().expect("temp dir");
         let media = root.path().join("media");
         std::fs::create_dir_all(&media).unwrap();
@@ -116,9 +175,19 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let child = spawn_vxd_with(&config, root.path(), &env);
-        let d = Daemon { root, media, socket, config, env, child };
+        let d = Daemon {
+            root,
+            media,
+            socket,
+            config,
+            env,
+            child,
+        };
         d.wait_for_socket();
         d
     }
@@ -126,7 +195,11 @@ impl Daemon {
     fn wait_for_socket(&self) {
         let start = Instant::now();
         while !self.socket.exists() {
-            assert!(start.elapsed() < Duration::from_secs(20), "vxd never created {}", self.socket.display());
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "vxd never created {}",
+                self.socket.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -134,7 +207,11 @@ impl Daemon {
     /// Stops vxd with SIGTERM and starts it again on the same dirs.
     pub fn restart(&mut self) {
         let status = self.signal_and_wait(libc::SIGTERM, Duration::from_secs(15));
-        assert!(status.success(), "vxd exit status {status:?}\n{}", self.log());
+        assert!(
+            status.success(),
+            "vxd exit status {status:?}\n{}",
+            self.log()
+        );
         self.restart_stopped();
     }
 
@@ -162,25 +239,38 @@ impl Daemon {
         let mut args = args.to_vec();
         args.push("--json");
         let out = self.vxctl(&args);
-        assert!(out.status.success(), "vxctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "vxctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("vxctl prints JSON")
     }
 
     pub fn wait_idle(&self, timeout_s: u32) {
         let out = self.vxctl(&["wait", "--timeout", &timeout_s.to_string()]);
-        assert!(out.status.success(), "vxd not idle in {timeout_s} s: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "vxd not idle in {timeout_s} s: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn search(&self, query: &str) -> Vec<Value> {
-        self.json(&["search", query, "--limit", "1000"])["hits"].as_array().cloned().unwrap_or_default()
+        self.json(&["search", query, "--limit", "1000"])["hits"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The modification times of every thumbnail, sorted: unchanged means no
     /// keyframes job ran.
     pub fn thumbnail_mtimes(&self) -> Vec<std::time::SystemTime> {
         let dir = self.root.path().join("cache/thumbnails");
-        let mut v: Vec<_> =
-            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().modified().unwrap()).collect();
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().modified().unwrap())
+            .collect();
         v.sort();
         v
     }
@@ -198,7 +288,10 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(start.elapsed() < timeout, "vxd did not exit within {timeout:?} of signal {sig}");
+            assert!(
+                start.elapsed() < timeout,
+                "vxd did not exit within {timeout:?} of signal {sig}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -228,14 +321,21 @@ pub fn spawn_vxd_with(config: &Path, log_dir: &Path, env: &[(String, String)]) -
 pub fn process_alive(pid: i32) -> bool {
     // A zombie still "exists" for kill(0); look at its state instead.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
 
 /// Open fds of `pid` that are vx shared-memory segments.
 pub fn segment_fds(pid: i32) -> usize {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
     dir.flatten()
         .filter_map(|e| std::fs::read_link(e.path()).ok())
         .filter(|t| t.to_string_lossy().contains("memfd:vx-media"))
@@ -257,7 +357,12 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 /// Fails clearly when the host was built without the fault injector.
 pub fn require_misbehave() {
     let out = Command::new(bin_dir().join("vx-plugin-host"))
-        .args(["--plugin", "misbehave", "--socket", "/nonexistent/vx-test.sock"])
+        .args([
+            "--plugin",
+            "misbehave",
+            "--socket",
+            "/nonexistent/vx-test.sock",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -265,4 +370,3 @@ pub fn require_misbehave() {
         "vx-plugin-host lacks the misbehave plugin: build with --features vx-plugin-host/misbehave (scripts/test.sh does)"
     );
 }
-

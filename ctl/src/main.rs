@@ -13,8 +13,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
 use vx_ctl_protocol::{
-    ClientHello, DaemonHello, FileReport, Hit, PROTOCOL_VERSION, Reply, Request, RetryReply, RetryRequest,
-    SearchReply, SearchRequest, Status,
+    ClientHello, DaemonHello, FileReport, Hit, PROTOCOL_VERSION, Reply, Request, RetryReply,
+    RetryRequest, SearchReply, SearchRequest, Status,
 };
 use vx_wire::{read_frame, write_frame};
 
@@ -126,8 +126,13 @@ fn install_service(vxd: Option<PathBuf>, print: bool) -> anyhow::Result<()> {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("vxd"),
     };
-    let vxd = vxd.canonicalize().with_context(|| format!("no vxd at {}", vxd.display()))?;
-    let unit = UNIT_TEMPLATE.replace("ExecStart=%h/.local/bin/vxd", &format!("ExecStart={}", vxd.display()));
+    let vxd = vxd
+        .canonicalize()
+        .with_context(|| format!("no vxd at {}", vxd.display()))?;
+    let unit = UNIT_TEMPLATE.replace(
+        "ExecStart=%h/.local/bin/vxd",
+        &format!("ExecStart={}", vxd.display()),
+    );
     if print {
         print!("{unit}");
         return Ok(());
@@ -162,7 +167,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => vx_config::Settings::load(args.config.as_deref())?.socket,
     };
     match args.command {
-        Command::Status { path: Some(path), json, .. } => {
+        Command::Status {
+            path: Some(path),
+            json,
+            ..
+        } => {
             let path = std::env::current_dir()?.join(path);
             let report = Client::connect(&socket)?.file(path)?;
             if json {
@@ -183,8 +192,14 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::InstallService { .. } => unreachable!("handled before connecting"),
         Command::Pause { json } | Command::Resume { json } => {
             let pause = matches!(args.command, Command::Pause { .. });
-            let req = if pause { Request::Pause } else { Request::Resume };
-            let Reply::Status(status) = Client::connect(&socket)?.call(&req)? else { bail!("unexpected reply from vxd") };
+            let req = if pause {
+                Request::Pause
+            } else {
+                Request::Resume
+            };
+            let Reply::Status(status) = Client::connect(&socket)?.call(&req)? else {
+                bail!("unexpected reply from vxd")
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
                 return Ok(ExitCode::SUCCESS);
@@ -201,7 +216,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             let mut client = Client::connect(&socket)?;
             while !client.status()?.idle {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    eprintln!("vxctl: vxd is still busy after {:.1} s", timeout.unwrap_or(0.0));
+                    eprintln!(
+                        "vxctl: vxd is still busy after {:.1} s",
+                        timeout.unwrap_or(0.0)
+                    );
                     return Ok(ExitCode::from(EXIT_TIMEOUT));
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -218,7 +236,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Retry { paths, all, json } => {
             let cwd = std::env::current_dir()?;
             let paths = paths.into_iter().map(|p| cwd.join(p)).collect();
-            let reply = Client::connect(&socket)?.retry(RetryRequest { paths, all_failed: all })?;
+            let reply = Client::connect(&socket)?.retry(RetryRequest {
+                paths,
+                all_failed: all,
+            })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reply)?);
             } else {
@@ -253,11 +274,18 @@ impl Client {
         })?;
         conn.set_recv_timeout(Some(Duration::from_secs(30)))?;
         let mut conn = BufReader::new(conn);
-        let hello = ClientHello { protocol: PROTOCOL_VERSION, client_version: env!("CARGO_PKG_VERSION").into() };
+        let hello = ClientHello {
+            protocol: PROTOCOL_VERSION,
+            client_version: env!("CARGO_PKG_VERSION").into(),
+        };
         write_frame(&mut conn.get_ref(), &hello).context("sending hello to vxd")?;
         let theirs: DaemonHello = read_frame(&mut conn).context("reading vxd's hello")?;
         if theirs.protocol != PROTOCOL_VERSION {
-            let which = if theirs.protocol < PROTOCOL_VERSION { "older" } else { "newer" };
+            let which = if theirs.protocol < PROTOCOL_VERSION {
+                "older"
+            } else {
+                "newer"
+            };
             bail!(
                 "vxd {} (pid {}) is {which} than vxctl {}: it speaks control protocol {}, vxctl speaks {}; \
                  restart vxd or use the matching vxctl",
@@ -301,7 +329,10 @@ impl Client {
     }
 
     fn search(&mut self, query: &str, limit: u32) -> anyhow::Result<SearchReply> {
-        match self.call(&Request::Search(SearchRequest { query: query.to_owned(), limit }))? {
+        match self.call(&Request::Search(SearchRequest {
+            query: query.to_owned(),
+            limit,
+        }))? {
             Reply::Search(s) => Ok(s),
             other => bail!("unexpected reply from vxd: {other:?}"),
         }
@@ -310,41 +341,85 @@ impl Client {
 
 fn print_status(s: &Status) {
     let f = &s.files;
-    let mood = if s.paused { "paused" } else if s.idle { "idle" } else { "working" };
+    let mood = if s.paused {
+        "paused"
+    } else if s.idle {
+        "idle"
+    } else {
+        "working"
+    };
     println!("vxd {} (pid {}) — {mood}", s.version, s.pid);
     let row = |label: &str, text: String| println!("{label:<10}{text}");
     for (i, w) in s.watched.iter().enumerate() {
-        row(if i == 0 { "watching" } else { "" }, w.display().to_string());
+        row(
+            if i == 0 { "watching" } else { "" },
+            w.display().to_string(),
+        );
     }
     let done = f.done;
-    let pct = if f.seen > 0 { 100.0 * done.min(f.seen) as f64 / f.seen as f64 } else { 100.0 };
-    row("files", format!("{done} of {} done ({pct:.0} %) · {} indexed · {} failed · {} queued · {} in progress", f.seen, f.indexed, f.failed, f.queued, f.in_progress));
+    let pct = if f.seen > 0 {
+        100.0 * done.min(f.seen) as f64 / f.seen as f64
+    } else {
+        100.0
+    };
+    row(
+        "files",
+        format!(
+            "{done} of {} done ({pct:.0} %) · {} indexed · {} failed · {} queued · {} in progress",
+            f.seen, f.indexed, f.failed, f.queued, f.in_progress
+        ),
+    );
     if let (Some(rate), Some(eta)) = (s.files_per_min, s.eta_s) {
-        row("speed", format!("{rate:.1} files/min · about {} left", duration(eta)));
+        row(
+            "speed",
+            format!("{rate:.1} files/min · about {} left", duration(eta)),
+        );
     }
     if f.reused > 0 {
-        row("reused", format!("{} file(s) matched indexed content (renames, copies)", f.reused));
+        row(
+            "reused",
+            format!(
+                "{} file(s) matched indexed content (renames, copies)",
+                f.reused
+            ),
+        );
     }
     for (i, c) in s.current.iter().enumerate() {
         let what = c.plugin.as_deref().unwrap_or("decoding");
-        row(if i == 0 { "now" } else { "" }, format!("{what}: {}", c.path.display()));
+        row(
+            if i == 0 { "now" } else { "" },
+            format!("{what}: {}", c.path.display()),
+        );
     }
     row("index", bytes(s.index_bytes));
     let width = s.plugins.iter().map(|p| p.name.len()).max().unwrap_or(0);
     for (i, p) in s.plugins.iter().enumerate() {
-        let state = serde_json::to_value(p.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let state = serde_json::to_value(p.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         let pid = p.pid.map_or("-".into(), |p| p.to_string());
-        let err = p.last_error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default();
+        let err = p
+            .last_error
+            .as_ref()
+            .map(|e| format!("  ({e})"))
+            .unwrap_or_default();
         row(
             if i == 0 { "plugins" } else { "" },
-            format!("{:<width$}  {state:<8}  pid {pid:<7}  restarts {}  crashes {}{err}", p.name, p.restarts, p.crashes),
+            format!(
+                "{:<width$}  {state:<8}  pid {pid:<7}  restarts {}  crashes {}{err}",
+                p.name, p.restarts, p.crashes
+            ),
         );
     }
     for (i, w) in s.warnings.iter().enumerate() {
         row(if i == 0 { "warnings" } else { "" }, w.clone());
     }
     for (i, ff) in s.failed_files.iter().enumerate() {
-        row(if i == 0 { "failed" } else { "" }, format!("{}  {}: {}", ff.path.display(), ff.plugin, ff.reason));
+        row(
+            if i == 0 { "failed" } else { "" },
+            format!("{}  {}: {}", ff.path.display(), ff.plugin, ff.reason),
+        );
     }
 }
 
@@ -359,14 +434,30 @@ fn print_file(r: &FileReport) {
             what.push(duration(d));
         }
         println!("{:<10}{}", "media", what.join(" · "));
-        println!("{:<10}{} bytes, content {}", "file", i.size, &i.content[..i.content.len().min(16)]);
-        println!("{:<10}{} s since the epoch, by {}", "indexed", i.indexed_at, i.plugin_set);
+        println!(
+            "{:<10}{} bytes, content {}",
+            "file",
+            i.size,
+            &i.content[..i.content.len().min(16)]
+        );
+        println!(
+            "{:<10}{} s since the epoch, by {}",
+            "indexed", i.indexed_at, i.plugin_set
+        );
         for (n, (plugin, count)) in i.segments.iter().enumerate() {
-            println!("{:<10}{plugin}: {count} segment(s)", if n == 0 { "results" } else { "" });
+            println!(
+                "{:<10}{plugin}: {count} segment(s)",
+                if n == 0 { "results" } else { "" }
+            );
         }
     }
     for (n, f) in r.failures.iter().enumerate() {
-        println!("{:<10}{}: {}", if n == 0 { "failed" } else { "" }, f.plugin, f.reason);
+        println!(
+            "{:<10}{}: {}",
+            if n == 0 { "failed" } else { "" },
+            f.plugin,
+            f.reason
+        );
     }
 }
 
@@ -382,9 +473,19 @@ fn watch_progress(client: &mut Client) -> anyhow::Result<()> {
         let s = client.status()?;
         bar.set_length(s.files.seen);
         bar.set_position(s.files.done.min(s.files.seen));
-        let eta = s.eta_s.map(|e| format!("  ~{} left", duration(e))).unwrap_or_default();
-        let now = s.current.first().map(|c| c.path.display().to_string()).unwrap_or_default();
-        bar.set_message(format!("{}{eta}  {now}", if s.paused { "paused" } else { "" }));
+        let eta = s
+            .eta_s
+            .map(|e| format!("  ~{} left", duration(e)))
+            .unwrap_or_default();
+        let now = s
+            .current
+            .first()
+            .map(|c| c.path.display().to_string())
+            .unwrap_or_default();
+        bar.set_message(format!(
+            "{}{eta}  {now}",
+            if s.paused { "paused" } else { "" }
+        ));
         if s.idle {
             bar.finish_with_message(format!("idle; {} failed", s.files.failed));
             return Ok(());
@@ -402,7 +503,11 @@ fn bytes(n: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
 }
 
 /// "42 s", "3 min 5 s", "2 h 10 min".
@@ -417,8 +522,17 @@ fn duration(secs: f64) -> String {
 
 fn timestamp(s: f64) -> String {
     let tenths = (s.max(0.0) * 10.0).round() as u64;
-    let (h, m, sec, t) = (tenths / 36_000, tenths / 600 % 60, tenths / 10 % 60, tenths % 10);
-    if h > 0 { format!("{h}:{m:02}:{sec:02}.{t}") } else { format!("{m}:{sec:02}.{t}") }
+    let (h, m, sec, t) = (
+        tenths / 36_000,
+        tenths / 600 % 60,
+        tenths / 10 % 60,
+        tenths % 10,
+    );
+    if h > 0 {
+        format!("{h}:{m:02}:{sec:02}.{t}")
+    } else {
+        format!("{m}:{sec:02}.{t}")
+    }
 }
 
 fn print_hits(hits: &[Hit]) {

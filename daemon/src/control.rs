@@ -13,8 +13,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, Stream, prelude::*};
 use vx_ctl_protocol::{
-    ClientHello, DaemonHello, FileReport, PROTOCOL_VERSION, Reply, Request, RetryReply, RetryRequest,
-    SearchReply,
+    ClientHello, DaemonHello, FileReport, PROTOCOL_VERSION, Reply, Request, RetryReply,
+    RetryRequest, SearchReply,
 };
 use vx_index::MediaIndex;
 use vx_wire::{WireError, read_frame, write_frame};
@@ -31,7 +31,12 @@ pub struct Control {
 impl Control {
     fn status(&self) -> vx_ctl_protocol::Status {
         let bytes = std::fs::read_dir(&self.index_dir)
-            .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0);
         self.state.snapshot(&self.filter.roots, bytes)
     }
@@ -56,13 +61,22 @@ impl Control {
         } else {
             "not indexed"
         };
-        Reply::File(FileReport { path, state: state.into(), indexed, failures })
+        Reply::File(FileReport {
+            path,
+            state: state.into(),
+            indexed,
+            failures,
+        })
     }
 }
 
 /// Creates the socket's directory (0700, ours) if needed.
 pub fn prepare_socket_dir(socket: &Path) -> anyhow::Result<PathBuf> {
-    let dir = socket.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
+    let dir = socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -93,23 +107,27 @@ pub fn serve(socket: &Path, control: Arc<Control>) -> anyhow::Result<()> {
         .create_sync()
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    std::thread::Builder::new().name("control".into()).spawn(move || {
-        for conn in listener.incoming() {
-            let conn = match conn {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("control accept: {e}");
-                    continue;
-                }
-            };
-            let control = control.clone();
-            let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || {
-                if let Err(e) = handle(conn, &control) {
-                    tracing::debug!("control connection: {e}");
-                }
-            });
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let conn = match conn {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("control accept: {e}");
+                        continue;
+                    }
+                };
+                let control = control.clone();
+                let _ = std::thread::Builder::new()
+                    .name("control-conn".into())
+                    .spawn(move || {
+                        if let Err(e) = handle(conn, &control) {
+                            tracing::debug!("control connection: {e}");
+                        }
+                    });
+            }
+        })?;
     Ok(())
 }
 
@@ -145,7 +163,10 @@ fn handle(conn: Stream, control: &Control) -> anyhow::Result<()> {
                 Reply::Status(control.status())
             }
             Request::File(path) => control.file(path),
-            Request::Search(s) => match control.index.search(&s.query, s.limit.clamp(1, 10_000) as usize) {
+            Request::Search(s) => match control
+                .index
+                .search(&s.query, s.limit.clamp(1, 10_000) as usize)
+            {
                 Ok(hits) => Reply::Search(SearchReply { hits }),
                 Err(e) => Reply::Error(e.to_string()),
             },
@@ -168,7 +189,9 @@ fn retry(control: &Control, req: RetryRequest) -> RetryReply {
         let refusal = match std::fs::metadata(&path) {
             Err(e) => Some(e.to_string()),
             Ok(m) if !m.is_file() => Some("not a file".into()),
-            Ok(_) if !control.filter.wants_file(&path) => Some("not a media file in a watched folder".into()),
+            Ok(_) if !control.filter.wants_file(&path) => {
+                Some("not a media file in a watched folder".into())
+            }
             Ok(m) => {
                 control.state.lock().force.insert(path.clone());
                 control.state.enqueue(path.clone(), m.len());

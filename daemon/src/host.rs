@@ -52,7 +52,11 @@ pub enum HostFailure {
     #[error("plugin {plugin} sent no handshake within {secs:.1} s")]
     HandshakeTimeout { plugin: String, secs: f64 },
     #[error("plugin {plugin} speaks protocol {theirs}, vxd speaks {ours}")]
-    Version { plugin: String, ours: u32, theirs: u32 },
+    Version {
+        plugin: String,
+        ours: u32,
+        theirs: u32,
+    },
     #[error("sent garbage: {0}")]
     Protocol(String),
     #[error("deadline {0:.1} s exceeded")]
@@ -81,22 +85,38 @@ impl Host {
         limits: HostLimits,
     ) -> Result<Host, HostFailure> {
         let sock = socket_dir.join(format!("host-{plugin}-{}-{tag}.sock", std::process::id()));
-        let name = sock.as_path().to_fs_name::<GenericFilePath>().map_err(HostFailure::Spawn)?;
+        let name = sock
+            .as_path()
+            .to_fs_name::<GenericFilePath>()
+            .map_err(HostFailure::Spawn)?;
         let listener = ListenerOptions::new()
             .name(name)
             .nonblocking(ListenerNonblockingMode::Accept)
             .create_sync()
             .map_err(HostFailure::Spawn)?;
         let mut cmd = Command::new(exe);
-        cmd.arg("--plugin").arg(plugin).arg("--socket").arg(&sock).stdin(Stdio::null());
+        cmd.arg("--plugin")
+            .arg(plugin)
+            .arg("--socket")
+            .arg(&sock)
+            .stdin(Stdio::null());
         let bytes = limits.memory_mb.saturating_mul(1 << 20);
         // SAFETY: prctl, setrlimit, setpriority and ioprio_set are plain
         // syscalls, async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                let check = |rc: libc::c_long| if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
+                let check = |rc: libc::c_long| {
+                    if rc < 0 {
+                        Err(std::io::Error::last_os_error())
+                    } else {
+                        Ok(())
+                    }
+                };
                 check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) as libc::c_long)?;
-                let cap = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+                let cap = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
                 check(libc::setrlimit(libc::RLIMIT_AS, &cap) as libc::c_long)?;
                 // Best effort: a vxd already niced lower than `nice` may not
                 // raise its children's priority back (EACCES), and that must
@@ -111,7 +131,12 @@ impl Host {
         }
         let mut child = cmd.spawn().map_err(HostFailure::Spawn)?;
         match accept_hello(&listener, &mut child, plugin, limits) {
-            Ok((conn, version)) => Ok(Host { child, conn, limits, version }),
+            Ok((conn, version)) => Ok(Host {
+                child,
+                conn,
+                limits,
+                version,
+            }),
             Err(e) => {
                 kill_and_reap(&mut child);
                 Err(e)
@@ -126,7 +151,11 @@ impl Host {
 
     /// Sends one job and waits up to `deadline` for the reply. On `Err` the
     /// host is dead and must be dropped.
-    pub fn run(&mut self, job: &Job, deadline: Duration) -> Result<Result<PluginOutput, String>, HostFailure> {
+    pub fn run(
+        &mut self,
+        job: &Job,
+        deadline: Duration,
+    ) -> Result<Result<PluginOutput, String>, HostFailure> {
         let res = self.exchange(job, deadline);
         if res.is_err() {
             kill_and_reap(&mut self.child);
@@ -134,7 +163,11 @@ impl Host {
         res
     }
 
-    fn exchange(&mut self, job: &Job, deadline: Duration) -> Result<Result<PluginOutput, String>, HostFailure> {
+    fn exchange(
+        &mut self,
+        job: &Job,
+        deadline: Duration,
+    ) -> Result<Result<PluginOutput, String>, HostFailure> {
         let stream = self.conn.get_ref();
         let sent = stream
             .set_recv_timeout(Some(deadline))
@@ -146,8 +179,12 @@ impl Host {
         match read_frame::<_, HostToDaemon>(&mut self.conn) {
             Ok(HostToDaemon::Done(reply)) if reply.id == job.id => Ok(reply.outcome),
             Ok(HostToDaemon::Panicked { message, .. }) => Err(HostFailure::Panicked(message)),
-            Ok(other) => Err(HostFailure::Protocol(format!("unexpected {other:?}").chars().take(200).collect())),
-            Err(WireError::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Ok(other) => Err(HostFailure::Protocol(
+                format!("unexpected {other:?}").chars().take(200).collect(),
+            )),
+            Err(WireError::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
                 Err(HostFailure::Deadline(deadline.as_secs_f64()))
             }
             Err(e @ (WireError::Closed | WireError::Truncated)) => Err(self.died(&e.to_string())),
@@ -188,7 +225,10 @@ fn accept_hello(
     limits: HostLimits,
 ) -> Result<(BufReader<Stream>, String), HostFailure> {
     let deadline = limits.start_timeout;
-    let timeout = || HostFailure::HandshakeTimeout { plugin: plugin.to_owned(), secs: deadline.as_secs_f64() };
+    let timeout = || HostFailure::HandshakeTimeout {
+        plugin: plugin.to_owned(),
+        secs: deadline.as_secs_f64(),
+    };
     let start = Instant::now();
     let conn = loop {
         match listener.accept() {
@@ -198,29 +238,48 @@ fn accept_hello(
         }
         if let Ok(Some(status)) = child.try_wait() {
             let status = describe(status, limits);
-            return Err(HostFailure::ExitedBeforeHandshake { plugin: plugin.to_owned(), status });
+            return Err(HostFailure::ExitedBeforeHandshake {
+                plugin: plugin.to_owned(),
+                status,
+            });
         }
         if start.elapsed() > deadline {
             return Err(timeout());
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let left = deadline.saturating_sub(start.elapsed()).max(Duration::from_millis(100));
-    conn.set_recv_timeout(Some(left)).map_err(HostFailure::Spawn)?;
+    let left = deadline
+        .saturating_sub(start.elapsed())
+        .max(Duration::from_millis(100));
+    conn.set_recv_timeout(Some(left))
+        .map_err(HostFailure::Spawn)?;
     let mut conn = BufReader::new(conn);
     match read_frame::<_, HostToDaemon>(&mut conn) {
-        Ok(HostToDaemon::Hello(h)) if h.protocol != PROTOCOL_VERSION => {
-            Err(HostFailure::Version { plugin: plugin.to_owned(), ours: PROTOCOL_VERSION, theirs: h.protocol })
-        }
-        Ok(HostToDaemon::Hello(h)) if h.plugin != plugin => {
-            Err(HostFailure::Protocol(format!("host for {plugin} says it is plugin {:?}", h.plugin)))
-        }
+        Ok(HostToDaemon::Hello(h)) if h.protocol != PROTOCOL_VERSION => Err(HostFailure::Version {
+            plugin: plugin.to_owned(),
+            ours: PROTOCOL_VERSION,
+            theirs: h.protocol,
+        }),
+        Ok(HostToDaemon::Hello(h)) if h.plugin != plugin => Err(HostFailure::Protocol(format!(
+            "host for {plugin} says it is plugin {:?}",
+            h.plugin
+        ))),
         Ok(HostToDaemon::Hello(h)) => Ok((conn, h.plugin_version)),
         Ok(other) => Err(HostFailure::Protocol(format!("{other:?} before Hello"))),
-        Err(WireError::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Err(timeout()),
+        Err(WireError::Io(e))
+            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+        {
+            Err(timeout())
+        }
         Err(WireError::Closed | WireError::Truncated) => {
-            let status = child.wait().map(|s| describe(s, limits)).unwrap_or_else(|e| e.to_string());
-            Err(HostFailure::ExitedBeforeHandshake { plugin: plugin.to_owned(), status })
+            let status = child
+                .wait()
+                .map(|s| describe(s, limits))
+                .unwrap_or_else(|e| e.to_string());
+            Err(HostFailure::ExitedBeforeHandshake {
+                plugin: plugin.to_owned(),
+                status,
+            })
         }
         Err(e) => Err(HostFailure::Protocol(e.to_string())),
     }
@@ -234,7 +293,9 @@ fn kill_and_reap(child: &mut Child) {
 /// "exit status 3", "killed by SIGSEGV", "memory limit 2048 MiB exceeded".
 fn describe(status: ExitStatus, limits: HostLimits) -> String {
     match status.code() {
-        Some(EXIT_OUT_OF_MEMORY) => return format!("memory limit {} MiB exceeded", limits.memory_mb),
+        Some(EXIT_OUT_OF_MEMORY) => {
+            return format!("memory limit {} MiB exceeded", limits.memory_mb);
+        }
         Some(EXIT_PANIC) => return "panicked".into(),
         Some(code) => return format!("exit status {code}"),
         None => {}

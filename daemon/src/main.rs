@@ -75,7 +75,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let filter = Arc::new(
-        watch::Filter::new(settings.watch.clone(), &settings.ignore).context("invalid `ignore` glob in the config")?,
+        watch::Filter::new(settings.watch.clone(), &settings.ignore)
+            .context("invalid `ignore` glob in the config")?,
     );
     std::fs::create_dir_all(&settings.state_dir)
         .with_context(|| format!("cannot create state dir {}", settings.state_dir.display()))?;
@@ -83,7 +84,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     if args.daemon {
         // Before any thread exists: fork keeps only the calling thread.
         let log_path = settings.state_dir.join("vxd.log");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
         daemonize::Daemonize::new()
             .working_directory("/")
             .umask(0o077)
@@ -119,12 +123,20 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(settings.jobs);
     for worker in 0..settings.jobs {
-        let pipeline = Pipeline::new(settings.clone(), state.clone(), index.clone(), socket_dir.clone(), worker);
+        let pipeline = Pipeline::new(
+            settings.clone(),
+            state.clone(),
+            index.clone(),
+            socket_dir.clone(),
+            worker,
+        );
         let done_tx = done_tx.clone();
-        std::thread::Builder::new().name(format!("pipeline-{worker}")).spawn(move || {
-            pipeline.run();
-            let _ = done_tx.send(());
-        })?;
+        std::thread::Builder::new()
+            .name(format!("pipeline-{worker}"))
+            .spawn(move || {
+                pipeline.run();
+                let _ = done_tx.send(());
+            })?;
     }
 
     let opts = watch::WatchOptions {
@@ -134,17 +146,31 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let _watcher = watch::start(opts, state.clone(), index.clone());
     let crawl_state = state.clone();
-    std::thread::Builder::new().name("crawl".into()).spawn(move || {
-        let started = Instant::now();
-        for root in &filter.roots {
-            watch::crawl(root, &filter, &mut |p, size| crawl_state.enqueue(p, size), &mut |w| crawl_state.lock().warn(w));
-        }
-        let n = crawl_state.lock().seen.len();
-        crawl_state.lock().crawling = false;
-        tracing::info!(files = n, secs = format!("{:.2}", started.elapsed().as_secs_f64()), "crawl done");
-    })?;
+    std::thread::Builder::new()
+        .name("crawl".into())
+        .spawn(move || {
+            let started = Instant::now();
+            for root in &filter.roots {
+                watch::crawl(
+                    root,
+                    &filter,
+                    &mut |p, size| crawl_state.enqueue(p, size),
+                    &mut |w| crawl_state.lock().warn(w),
+                );
+            }
+            let n = crawl_state.lock().seen.len();
+            crawl_state.lock().crawling = false;
+            tracing::info!(
+                files = n,
+                secs = format!("{:.2}", started.elapsed().as_secs_f64()),
+                "crawl done"
+            );
+        })?;
     tracing::info!(pid = std::process::id(), socket = %settings.socket.display(), "vxd ready");
-    sd::notify(&format!("READY=1\nMAINPID={}\nSTATUS=starting: crawling the watched folders", std::process::id()));
+    sd::notify(&format!(
+        "READY=1\nMAINPID={}\nSTATUS=starting: crawling the watched folders",
+        std::process::id()
+    ));
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -190,7 +216,11 @@ fn lock_state_dir(dir: &Path) -> anyhow::Result<File> {
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let other = std::fs::read_to_string(&path).unwrap_or_default();
-        bail!("another vxd (pid {}) is using {}", other.trim(), dir.display());
+        bail!(
+            "another vxd (pid {}) is using {}",
+            other.trim(),
+            dir.display()
+        );
     }
     write_pid(&mut f)?;
     Ok(f)
@@ -208,6 +238,17 @@ fn one_line_status(state: &State) -> String {
     let s = state.lock();
     let busy = s.working.len();
     let queued = s.queue.len() + s.settling;
-    let mood = if s.paused { "paused" } else if busy + queued == 0 { "idle" } else { "indexing" };
-    format!("{mood}: {} indexed of {} seen, {queued} queued, {} failed", s.indexed.len(), s.seen.len(), s.failed.len())
+    let mood = if s.paused {
+        "paused"
+    } else if busy + queued == 0 {
+        "idle"
+    } else {
+        "indexing"
+    };
+    format!(
+        "{mood}: {} indexed of {} seen, {queued} queued, {} failed",
+        s.indexed.len(),
+        s.seen.len(),
+        s.failed.len()
+    )
 }

@@ -59,7 +59,9 @@ impl Slot {
     fn backoff(&self) -> Duration {
         match self.deaths_in_a_row {
             0 | 1 => Duration::ZERO, // the first retry is immediate
-            n => FIRST_BACKOFF.saturating_mul(1 << (n - 2).min(16)).min(MAX_BACKOFF),
+            n => FIRST_BACKOFF
+                .saturating_mul(1 << (n - 2).min(16))
+                .min(MAX_BACKOFF),
         }
     }
 }
@@ -85,18 +87,24 @@ impl Pipeline {
         socket_dir: PathBuf,
         worker: usize,
     ) -> Self {
-        let slots = settings
-            .plugins
-            .iter()
-            .map(|p| Slot::new(p))
-            .collect();
+        let slots = settings.plugins.iter().map(|p| Slot::new(p)).collect();
         let limits = HostLimits {
             memory_mb: settings.host_memory_mb,
             start_timeout: Duration::from_secs_f64(settings.host_start_timeout_s),
             nice: settings.host_nice,
             io_idle: settings.host_io_idle,
         };
-        Self { settings, state, index, slots, limits, host_exe: host_exe(), socket_dir, next_job_id: 1, worker }
+        Self {
+            settings,
+            state,
+            index,
+            slots,
+            limits,
+            host_exe: host_exe(),
+            socket_dir,
+            next_job_id: 1,
+            worker,
+        }
     }
 
     /// Runs on its own thread until shutdown. Hosts are spawned from this
@@ -135,7 +143,13 @@ impl Pipeline {
             p.restarts += restart as u32;
         });
         let tag = format!("{}-{}", self.worker, slot.started);
-        match Host::start(&self.host_exe, &slot.plugin, &self.socket_dir, &tag, self.limits) {
+        match Host::start(
+            &self.host_exe,
+            &slot.plugin,
+            &self.socket_dir,
+            &tag,
+            self.limits,
+        ) {
             Ok(h) => {
                 tracing::info!(plugin = %slot.plugin, pid = h.pid(), "host ready");
                 slot.version = h.version.clone();
@@ -168,7 +182,11 @@ impl Pipeline {
         self.state.set_plugin(&slot.plugin, self.worker, |p| {
             p.pid = None;
             p.crashes += 1;
-            p.state = if disabled { PluginState::Disabled } else { PluginState::Exited };
+            p.state = if disabled {
+                PluginState::Disabled
+            } else {
+                PluginState::Exited
+            };
             p.last_error = Some(e.to_string());
         });
     }
@@ -176,18 +194,30 @@ impl Pipeline {
     /// Runs plugin `i` on `job`. A host that dies on it is replaced and the
     /// file retried once; a second death makes this file a failure for this
     /// plugin only.
-    fn run_plugin(&mut self, i: usize, job: &Job, deadline: Duration) -> Result<Vec<SegmentResult>, String> {
+    fn run_plugin(
+        &mut self,
+        i: usize,
+        job: &Job,
+        deadline: Duration,
+    ) -> Result<Vec<SegmentResult>, String> {
         let plugin = self.slots[i].plugin.clone();
         let mut last_error = String::new();
         for attempt in 1..=2 {
             if !self.ensure_host(i) {
                 let worker = self.worker as u32;
                 let state = self.state.lock();
-                let why = state.plugins.iter().find(|p| p.name == plugin && p.worker == worker).and_then(|p| p.last_error.clone());
+                let why = state
+                    .plugins
+                    .iter()
+                    .find(|p| p.name == plugin && p.worker == worker)
+                    .and_then(|p| p.last_error.clone());
                 drop(state);
                 return Err(format!("plugin not running: {}", why.unwrap_or(last_error)));
             }
-            let job = Job { id: self.next_job_id, ..job.clone() };
+            let job = Job {
+                id: self.next_job_id,
+                ..job.clone()
+            };
             self.next_job_id += 1;
             {
                 let mut state = self.state.lock();
@@ -196,14 +226,16 @@ impl Pipeline {
                     c.plugin = Some(plugin.clone());
                 }
             }
-            self.state.set_plugin(&plugin, self.worker, |p| p.state = PluginState::Busy);
+            self.state
+                .set_plugin(&plugin, self.worker, |p| p.state = PluginState::Busy);
             let host = self.slots[i].host.as_mut().expect("ensured above");
             match host.run(&job, deadline) {
                 Ok(outcome) => {
                     let slot = &mut self.slots[i];
                     slot.deaths_in_a_row = 0;
                     slot.failed_files_in_a_row = 0;
-                    self.state.set_plugin(&plugin, self.worker, |p| p.state = PluginState::Ready);
+                    self.state
+                        .set_plugin(&plugin, self.worker, |p| p.state = PluginState::Ready);
                     return outcome.map(|o| o.segments);
                 }
                 Err(e) => {
@@ -221,7 +253,11 @@ impl Pipeline {
 
     /// The plugins and versions results come from, e.g. `keyframes@1`.
     fn plugin_set(&self) -> String {
-        let plugins: Vec<String> = self.slots.iter().map(|s| format!("{}@{}", s.plugin, s.version)).collect();
+        let plugins: Vec<String> = self
+            .slots
+            .iter()
+            .map(|s| format!("{}@{}", s.plugin, s.version))
+            .collect();
         plugins.join(",")
     }
 
@@ -235,7 +271,12 @@ impl Pipeline {
     /// no longer exists was a rename, and leaves the index.
     fn reuse_by_content(&self, record: &FileRecord) -> bool {
         let path = &record.path;
-        let Ok(Some(src)) = self.index.find_content(&record.content, &record.plugin_set, path) else { return false };
+        let Ok(Some(src)) = self
+            .index
+            .find_content(&record.content, &record.plugin_set, path)
+        else {
+            return false;
+        };
         if let Err(e) = self.index.copy_file(&src, record) {
             tracing::warn!(from = %src.display(), "cannot reuse results: {e}");
             return false;
@@ -265,12 +306,23 @@ impl Pipeline {
     fn purge_stale_once(&self) {
         {
             let mut s = self.state.lock();
-            if s.stale_purged || s.crawling || !s.queue.is_empty() || s.settling > 0 || !s.working.is_empty() {
+            if s.stale_purged
+                || s.crawling
+                || !s.queue.is_empty()
+                || s.settling > 0
+                || !s.working.is_empty()
+            {
                 return;
             }
             s.stale_purged = true;
         }
-        let stale: Vec<PathBuf> = self.index.paths().unwrap_or_default().into_iter().filter(|p| !p.exists()).collect();
+        let stale: Vec<PathBuf> = self
+            .index
+            .paths()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| !p.exists())
+            .collect();
         if stale.is_empty() {
             return;
         }
@@ -279,7 +331,10 @@ impl Pipeline {
             self.state.forget(p);
         }
         self.commit();
-        tracing::info!(files = stale.len(), "removed files that disappeared while vxd was down");
+        tracing::info!(
+            files = stale.len(),
+            "removed files that disappeared while vxd was down"
+        );
     }
 
     fn process(&mut self, path: &Path) {
@@ -296,19 +351,29 @@ impl Pipeline {
         let fingerprint = Self::fingerprint(&meta);
         let plugin_set = self.plugin_set();
         let forced = self.state.lock().force.remove(path);
-        let stored = if forced { None } else { self.index.stored(path).ok().flatten() };
+        let stored = if forced {
+            None
+        } else {
+            self.index.stored(path).ok().flatten()
+        };
         // Plugins whose results for this unchanged file are current.
         let keep: Vec<String> = match &stored {
             Some((fp, set)) if *fp == fingerprint => {
                 let current: Vec<&str> = plugin_set.split(',').collect();
-                set.split(',').filter(|p| current.contains(p)).map(|p| p.split('@').next().unwrap_or(p).to_owned()).collect()
+                set.split(',')
+                    .filter(|p| current.contains(p))
+                    .map(|p| p.split('@').next().unwrap_or(p).to_owned())
+                    .collect()
             }
             _ => vec![],
         };
         if matches!(&stored, Some((fp, set)) if *fp == fingerprint && *set == plugin_set) {
             tracing::debug!("up to date");
             let mut state = self.state.lock();
-            if !state.failed.contains_key(&(path.to_owned(), DECODE.to_owned())) {
+            if !state
+                .failed
+                .contains_key(&(path.to_owned(), DECODE.to_owned()))
+            {
                 state.indexed.insert(path.to_owned());
             }
             return;
@@ -320,7 +385,10 @@ impl Pipeline {
                 return;
             }
         };
-        self.state.lock().failed.retain(|(p, plugin), _| p != path || keep.contains(plugin));
+        self.state
+            .lock()
+            .failed
+            .retain(|(p, plugin), _| p != path || keep.contains(plugin));
         let mut record = FileRecord {
             path: path.to_owned(),
             kind: vx_media::kind_from_extension(path).unwrap_or(MediaKind::Video),
@@ -342,9 +410,16 @@ impl Pipeline {
                 return;
             }
         } else {
-            tracing::info!(kept = keep.join(","), "only plugins whose version changed run");
+            tracing::info!(
+                kept = keep.join(","),
+                "only plugins whose version changed run"
+            );
             let failures = self.index.failures_of(path).unwrap_or_default();
-            record.failures.extend(failures.into_iter().filter(|(plugin, _)| keep.contains(plugin)));
+            record.failures.extend(
+                failures
+                    .into_iter()
+                    .filter(|(plugin, _)| keep.contains(plugin)),
+            );
         }
 
         let started = Instant::now();
@@ -355,16 +430,17 @@ impl Pipeline {
             max_frames: self.settings.max_frames,
             ..DecodeOptions::default()
         };
-        let (decoded, packed) = match vx_media::decode(path, &opts).and_then(|d| vx_media::pack(&d).map(|p| (d, p))) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!("cannot decode: {e}");
-                // Indexed by name with the failure, so it is not retried until it changes.
-                record.failures.push((DECODE.into(), e.to_string()));
-                self.index_file(&record, &[], &[]);
-                return;
-            }
-        };
+        let (decoded, packed) =
+            match vx_media::decode(path, &opts).and_then(|d| vx_media::pack(&d).map(|p| (d, p))) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!("cannot decode: {e}");
+                    // Indexed by name with the failure, so it is not retried until it changes.
+                    record.failures.push((DECODE.into(), e.to_string()));
+                    self.index_file(&record, &[], &[]);
+                    return;
+                }
+            };
         let decode_s = started.elapsed().as_secs_f64();
         record.kind = decoded.kind();
         record.container = decoded.container.clone();
@@ -378,13 +454,18 @@ impl Pipeline {
             path: path.to_owned(),
             kind: record.kind,
             duration_s: record.duration_s,
-            shm: ShmRef { pid: std::process::id(), fd: packed.segment.fd(), len: packed.segment.len() },
+            shm: ShmRef {
+                pid: std::process::id(),
+                fd: packed.segment.fd(),
+                len: packed.segment.len(),
+            },
             frames: packed.frames.clone(),
             audio: packed.audio,
             artefact_dir: self.settings.cache_dir.join("thumbnails"),
         };
         let deadline = Duration::from_secs_f64(
-            self.settings.deadline_base_s + self.settings.deadline_per_media_s * record.duration_s.unwrap_or(0.0),
+            self.settings.deadline_base_s
+                + self.settings.deadline_per_media_s * record.duration_s.unwrap_or(0.0),
         );
 
         let mut results: Vec<(String, Vec<SegmentResult>)> = vec![];
@@ -400,8 +481,10 @@ impl Pipeline {
         }
         drop(packed); // every host has answered or died: release the segment
 
-        let segments: Vec<(&str, &SegmentResult)> =
-            results.iter().flat_map(|(p, segs)| segs.iter().map(move |s| (p.as_str(), s))).collect();
+        let segments: Vec<(&str, &SegmentResult)> = results
+            .iter()
+            .flat_map(|(p, segs)| segs.iter().map(move |s| (p.as_str(), s)))
+            .collect();
         let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
         self.index_file(&record, &segments, &keep);
         tracing::info!(
@@ -432,7 +515,10 @@ impl Pipeline {
     }
 
     fn record_failure(&self, path: &Path, plugin: &str, reason: String) {
-        self.state.lock().failed.insert((path.to_owned(), plugin.to_owned()), reason);
+        self.state
+            .lock()
+            .failed
+            .insert((path.to_owned(), plugin.to_owned()), reason);
     }
 
     fn commit(&self) -> bool {

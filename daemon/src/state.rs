@@ -51,7 +51,11 @@ impl Inner {
         self.failed
             .iter()
             .filter(|((p, _), _)| only.is_none_or(|o| o == p))
-            .map(|((path, plugin), reason)| FailedFile { path: path.clone(), plugin: plugin.clone(), reason: reason.clone() })
+            .map(|((path, plugin), reason)| FailedFile {
+                path: path.clone(),
+                plugin: plugin.clone(),
+                reason: reason.clone(),
+            })
             .collect()
     }
 
@@ -64,7 +68,9 @@ impl Inner {
 
     /// (files per minute, seconds to finish the queue at that rate).
     fn rate(&self) -> (Option<f64>, Option<f64>) {
-        let (Some(first), n) = (self.finished.front(), self.finished.len()) else { return (None, None) };
+        let (Some(first), n) = (self.finished.front(), self.finished.len()) else {
+            return (None, None);
+        };
         let span = first.elapsed().as_secs_f64();
         if n < 2 || span < 1.0 {
             return (None, None);
@@ -103,7 +109,13 @@ impl State {
                 let busy: HashSet<PathBuf> = s.working.values().map(|c| c.path.clone()).collect();
                 if let Some(next) = s.queue.iter().find(|(_, p)| !busy.contains(p)).cloned() {
                     s.queue.remove(&next);
-                    s.working.insert(worker, Current { path: next.1.clone(), plugin: None });
+                    s.working.insert(
+                        worker,
+                        Current {
+                            path: next.1.clone(),
+                            plugin: None,
+                        },
+                    );
                     return Some(next.1);
                 }
             }
@@ -117,7 +129,11 @@ impl State {
         s.working.remove(&worker);
         let now = Instant::now();
         s.finished.push_back(now);
-        while s.finished.front().is_some_and(|t| now.duration_since(*t) > RATE_WINDOW) {
+        while s
+            .finished
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RATE_WINDOW)
+        {
             s.finished.pop_front();
         }
         drop(s);
@@ -147,7 +163,12 @@ impl State {
     /// returns the files it knew there.
     pub fn forget_under(&self, prefix: &Path) -> Vec<PathBuf> {
         let mut s = self.lock();
-        let gone: Vec<PathBuf> = s.seen.iter().filter(|p| p.starts_with(prefix)).cloned().collect();
+        let gone: Vec<PathBuf> = s
+            .seen
+            .iter()
+            .filter(|p| p.starts_with(prefix))
+            .cloned()
+            .collect();
         s.seen.retain(|p| !p.starts_with(prefix));
         s.indexed.retain(|p| !p.starts_with(prefix));
         s.queue.retain(|(_, p)| !p.starts_with(prefix));
@@ -158,7 +179,11 @@ impl State {
     pub fn set_plugin(&self, name: &str, worker: usize, update: impl FnOnce(&mut PluginStatus)) {
         let mut s = self.lock();
         let worker = worker as u32;
-        let idx = match s.plugins.iter().position(|p| p.name == name && p.worker == worker) {
+        let idx = match s
+            .plugins
+            .iter()
+            .position(|p| p.name == name && p.worker == worker)
+        {
             Some(i) => i,
             None => {
                 s.plugins.push(PluginStatus {
@@ -194,7 +219,12 @@ impl State {
                 queued,
                 in_progress,
                 reused: s.reused,
-                done: s.indexed.iter().chain(failed_paths.iter().copied()).collect::<HashSet<_>>().len() as u64,
+                done: s
+                    .indexed
+                    .iter()
+                    .chain(failed_paths.iter().copied())
+                    .collect::<HashSet<_>>()
+                    .len() as u64,
             },
             plugins: s.plugins.clone(),
             failed_files: s.failed_files(None),
@@ -202,8 +232,16 @@ impl State {
             plugin_jobs: s.plugin_jobs,
             paused: s.paused,
             current: s.working.values().cloned().collect(),
-            files_per_min: if queued + in_progress > 0 { files_per_min } else { None },
-            eta_s: if queued + in_progress > 0 { eta_s } else { None },
+            files_per_min: if queued + in_progress > 0 {
+                files_per_min
+            } else {
+                None
+            },
+            eta_s: if queued + in_progress > 0 {
+                eta_s
+            } else {
+                None
+            },
             warnings: s.warnings.clone(),
             index_bytes,
         }

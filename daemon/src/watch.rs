@@ -39,7 +39,10 @@ impl Filter {
         for g in ignore {
             b.add(Glob::new(g)?);
         }
-        Ok(Self { roots, ignore: b.build()? })
+        Ok(Self {
+            roots,
+            ignore: b.build()?,
+        })
     }
 
     fn relative<'a>(&self, path: &'a Path) -> Option<&'a Path> {
@@ -47,7 +50,8 @@ impl Filter {
     }
 
     fn hidden_or_ignored(&self, rel: &Path) -> bool {
-        rel.components().any(|c| c.as_os_str().to_str().is_some_and(|s| s.starts_with('.')))
+        rel.components()
+            .any(|c| c.as_os_str().to_str().is_some_and(|s| s.starts_with('.')))
             || self.ignore.is_match(rel)
             || rel.file_name().is_some_and(|n| self.ignore.is_match(n))
     }
@@ -55,10 +59,15 @@ impl Filter {
     /// A media file below a watched folder, not hidden, ignored or a partial
     /// download, with a UTF-8 name.
     pub fn wants_file(&self, path: &Path) -> bool {
-        let (Some(rel), Some(name)) = (self.relative(path), path.file_name().and_then(|n| n.to_str())) else {
+        let (Some(rel), Some(name)) = (
+            self.relative(path),
+            path.file_name().and_then(|n| n.to_str()),
+        ) else {
             return false;
         };
-        let partial = [".part", ".crdownload", ".tmp", ".download"].iter().any(|s| name.ends_with(s));
+        let partial = [".part", ".crdownload", ".tmp", ".download"]
+            .iter()
+            .any(|s| name.ends_with(s));
         path.to_str().is_some()
             && !partial
             && !self.hidden_or_ignored(rel)
@@ -66,13 +75,19 @@ impl Filter {
     }
 
     pub fn wants_dir(&self, path: &Path) -> bool {
-        self.relative(path).is_some_and(|rel| !self.hidden_or_ignored(rel))
+        self.relative(path)
+            .is_some_and(|rel| !self.hidden_or_ignored(rel))
     }
 }
 
 /// Walks `dir` without following symlinks, calling `found` for each wanted
 /// file and `problem` for what it had to skip.
-pub fn crawl(dir: &Path, filter: &Filter, found: &mut dyn FnMut(PathBuf, u64), problem: &mut dyn FnMut(String)) {
+pub fn crawl(
+    dir: &Path,
+    filter: &Filter,
+    found: &mut dyn FnMut(PathBuf, u64),
+    problem: &mut dyn FnMut(String),
+) {
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         let entries = match std::fs::read_dir(&d) {
@@ -85,8 +100,13 @@ pub fn crawl(dir: &Path, filter: &Filter, found: &mut dyn FnMut(PathBuf, u64), p
         for entry in entries.flatten() {
             let Ok(ft) = entry.file_type() else { continue };
             let path = entry.path();
-            if path.to_str().is_none() && (ft.is_dir() || vx_media::kind_from_extension(&path).is_some()) {
-                problem(format!("skipped {} (its name is not UTF-8)", path.to_string_lossy()));
+            if path.to_str().is_none()
+                && (ft.is_dir() || vx_media::kind_from_extension(&path).is_some())
+            {
+                problem(format!(
+                    "skipped {} (its name is not UTF-8)",
+                    path.to_string_lossy()
+                ));
             } else if ft.is_dir() {
                 if filter.wants_dir(&path) {
                     stack.push(path);
@@ -108,11 +128,17 @@ pub struct Settler {
 
 impl Settler {
     pub fn new(state: Arc<State>, window: Duration) -> Self {
-        Self { state, window, pending: HashMap::new() }
+        Self {
+            state,
+            window,
+            pending: HashMap::new(),
+        }
     }
 
     pub fn touch(&mut self, path: PathBuf) {
-        self.pending.entry(path).or_insert((u64::MAX, None, Instant::now()));
+        self.pending
+            .entry(path)
+            .or_insert((u64::MAX, None, Instant::now()));
         self.publish();
     }
 
@@ -126,7 +152,9 @@ impl Settler {
         let now = Instant::now();
         let mut ready = vec![];
         self.pending.retain(|path, (size, mtime, since)| {
-            let Ok(meta) = std::fs::metadata(path) else { return false };
+            let Ok(meta) = std::fs::metadata(path) else {
+                return false;
+            };
             let (s, m) = (meta.len(), meta.modified().ok());
             if (s, m) != (*size, *mtime) {
                 (*size, *mtime, *since) = (s, m, now);
@@ -163,17 +191,33 @@ impl Rescan {
         self.last = Instant::now();
         let mut now = HashMap::new();
         for root in &self.roots {
-            crawl(root, filter, &mut |p, _| {
-                let m = std::fs::metadata(&p).ok();
-                now.insert(p, (m.as_ref().map_or(0, |m| m.len()), m.and_then(|m| m.modified().ok())));
-            }, &mut |w| state.lock().warn(w));
+            crawl(
+                root,
+                filter,
+                &mut |p, _| {
+                    let m = std::fs::metadata(&p).ok();
+                    now.insert(
+                        p,
+                        (
+                            m.as_ref().map_or(0, |m| m.len()),
+                            m.and_then(|m| m.modified().ok()),
+                        ),
+                    );
+                },
+                &mut |w| state.lock().warn(w),
+            );
         }
         for (p, sig) in &now {
             if self.known.get(p) != Some(sig) && !self.known.is_empty() {
                 settler.touch(p.clone());
             }
         }
-        let gone = self.known.keys().filter(|p| !now.contains_key(*p)).cloned().collect();
+        let gone = self
+            .known
+            .keys()
+            .filter(|p| !now.contains_key(*p))
+            .cloned()
+            .collect();
         self.known = now;
         gone
     }
@@ -207,15 +251,25 @@ fn simulated_limit() -> Option<notify::Error> {
 
 /// Starts notify on every root (falling back to rescans) and a thread that
 /// turns events into work.
-pub fn start(opts: WatchOptions, state: Arc<State>, index: Arc<MediaIndex>) -> Option<RecommendedWatcher> {
+pub fn start(
+    opts: WatchOptions,
+    state: Arc<State>,
+    index: Arc<MediaIndex>,
+) -> Option<RecommendedWatcher> {
     let filter = opts.filter.clone();
     let (tx, rx) = crossbeam_channel::unbounded();
     let config = notify::Config::default().with_follow_symlinks(false);
-    let mut watcher = match RecommendedWatcher::new(move |ev| { let _ = tx.send(ev); }, config) {
+    let mut watcher = match RecommendedWatcher::new(
+        move |ev| {
+            let _ = tx.send(ev);
+        },
+        config,
+    ) {
         Ok(w) => Some(w),
         Err(e) => {
-            let w = limit_warning(Path::new("any folder"), &e)
-                .unwrap_or_else(|| format!("cannot start watching ({e}); rescanning periodically instead"));
+            let w = limit_warning(Path::new("any folder"), &e).unwrap_or_else(|| {
+                format!("cannot start watching ({e}); rescanning periodically instead")
+            });
             state.lock().warn(w);
             None
         }
@@ -230,13 +284,21 @@ pub fn start(opts: WatchOptions, state: Arc<State>, index: Arc<MediaIndex>) -> O
         if let Err(e) = res {
             match limit_warning(root, &e) {
                 Some(w) => state.lock().warn(w),
-                None if watcher.is_some() => state.lock().warn(format!("cannot watch {}: {e}; rescanning periodically instead", root.display())),
+                None if watcher.is_some() => state.lock().warn(format!(
+                    "cannot watch {}: {e}; rescanning periodically instead",
+                    root.display()
+                )),
                 None => {}
             }
             rescan_roots.push(root.clone());
         }
     }
-    let mut rescan = Rescan { roots: rescan_roots, every: opts.rescan_every, last: Instant::now(), known: HashMap::new() };
+    let mut rescan = Rescan {
+        roots: rescan_roots,
+        every: opts.rescan_every,
+        last: Instant::now(),
+        known: HashMap::new(),
+    };
     std::thread::Builder::new()
         .name("watch".into())
         .spawn(move || {
@@ -257,8 +319,14 @@ pub fn start(opts: WatchOptions, state: Arc<State>, index: Arc<MediaIndex>) -> O
                         None => tracing::warn!("watch error: {e}"),
                     },
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) if rescan.roots.is_empty() => return,
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => std::thread::sleep(tick),
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+                        if rescan.roots.is_empty() =>
+                    {
+                        return;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(tick)
+                    }
                 }
                 if !rescan.roots.is_empty() && rescan.last.elapsed() >= rescan.every {
                     for p in rescan.run(&filter, &mut settler, &state) {
@@ -279,7 +347,13 @@ fn remove_from_index(path: &Path, state: &State, index: &MediaIndex) {
     if known.as_slice() != [path] {
         // A folder, or a path vxd already forgot (moved away): its index
         // entries can only be found by listing them.
-        known.extend(index.paths().unwrap_or_default().into_iter().filter(|p| p.starts_with(path)));
+        known.extend(
+            index
+                .paths()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.starts_with(path)),
+        );
         known.sort();
         known.dedup();
     }
@@ -305,8 +379,12 @@ struct MovedAway(HashMap<PathBuf, Instant>);
 impl MovedAway {
     fn expire(&mut self, state: &State, index: &MediaIndex) {
         let now = Instant::now();
-        let due: Vec<PathBuf> =
-            self.0.iter().filter(|(_, t)| now.duration_since(**t) >= MOVE_GRACE).map(|(p, _)| p.clone()).collect();
+        let due: Vec<PathBuf> = self
+            .0
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) >= MOVE_GRACE)
+            .map(|(p, _)| p.clone())
+            .collect();
         for p in due {
             self.0.remove(&p);
             // The new path may have reused (and removed) them already.
@@ -333,12 +411,17 @@ fn handle(
         if path.is_dir() {
             // Files may land in a new folder before its watch exists.
             if filter.wants_dir(path) {
-                crawl(path, filter, &mut |p, _| settler.touch(p), &mut |w| state.lock().warn(w));
+                crawl(path, filter, &mut |p, _| settler.touch(p), &mut |w| {
+                    state.lock().warn(w)
+                });
             }
         } else if filter.wants_file(path) {
             settler.touch(path.to_owned());
         } else if path.to_str().is_none() && vx_media::kind_from_extension(path).is_some() {
-            state.lock().warn(format!("skipped {} (its name is not UTF-8)", path.to_string_lossy()));
+            state.lock().warn(format!(
+                "skipped {} (its name is not UTF-8)",
+                path.to_string_lossy()
+            ));
         }
     };
     match ev.kind {
@@ -350,11 +433,19 @@ fn handle(
                 moved.0.insert(p.clone(), Instant::now());
             }
         }
-        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => ev.paths.iter().for_each(|p| appeared(p, settler)),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+            ev.paths.iter().for_each(|p| appeared(p, settler))
+        }
         EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {}
-        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Access(notify::event::AccessKind::Close(_)) => {
+        EventKind::Create(_)
+        | EventKind::Modify(_)
+        | EventKind::Access(notify::event::AccessKind::Close(_)) => {
             for p in &ev.paths {
-                if p.exists() { appeared(p, settler) } else { gone(p, settler) }
+                if p.exists() {
+                    appeared(p, settler)
+                } else {
+                    gone(p, settler)
+                }
             }
         }
         _ => {}
@@ -367,26 +458,49 @@ mod tests {
 
     #[test]
     fn hidden_partial_ignored_and_non_media_files_are_skipped() {
-        let f = Filter::new(vec![PathBuf::from("/home/u/.media")], &["**/proxies/**".into(), "*.lrv.mp4".into()]).unwrap();
-        assert!(f.wants_file(Path::new("/home/u/.media/a/clip.mp4")), "a hidden root itself is fine");
+        let f = Filter::new(
+            vec![PathBuf::from("/home/u/.media")],
+            &["**/proxies/**".into(), "*.lrv.mp4".into()],
+        )
+        .unwrap();
+        assert!(
+            f.wants_file(Path::new("/home/u/.media/a/clip.mp4")),
+            "a hidden root itself is fine"
+        );
         assert!(!f.wants_file(Path::new("/home/u/.media/.cache/clip.mp4")));
         assert!(!f.wants_file(Path::new("/home/u/.media/clip.mp4.part")));
         assert!(!f.wants_file(Path::new("/home/u/.media/notes.txt")));
         assert!(f.wants_file(Path::new("/home/u/.media/Photo.JPG")));
-        assert!(!f.wants_file(Path::new("/home/u/.media/a/proxies/b/clip.mp4")), "glob on the relative path");
-        assert!(!f.wants_file(Path::new("/home/u/.media/a/GX01.lrv.mp4")), "glob on the name");
-        assert!(!f.wants_file(Path::new("/elsewhere/clip.mp4")), "outside every root");
+        assert!(
+            !f.wants_file(Path::new("/home/u/.media/a/proxies/b/clip.mp4")),
+            "glob on the relative path"
+        );
+        assert!(
+            !f.wants_file(Path::new("/home/u/.media/a/GX01.lrv.mp4")),
+            "glob on the name"
+        );
+        assert!(
+            !f.wants_file(Path::new("/elsewhere/clip.mp4")),
+            "outside every root"
+        );
     }
 
     #[test]
     fn non_utf8_names_are_reported_and_skipped_by_the_crawl() {
         use std::os::unix::ffi::OsStrExt;
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(std::ffi::OsStr::from_bytes(b"bad\xffname.mp4")), b"x").unwrap();
+        std::fs::write(
+            dir.path()
+                .join(std::ffi::OsStr::from_bytes(b"bad\xffname.mp4")),
+            b"x",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("good.mp4"), b"x").unwrap();
         let f = Filter::new(vec![dir.path().to_owned()], &[]).unwrap();
         let (mut found, mut problems) = (vec![], vec![]);
-        crawl(dir.path(), &f, &mut |p, _| found.push(p), &mut |w| problems.push(w));
+        crawl(dir.path(), &f, &mut |p, _| found.push(p), &mut |w| {
+            problems.push(w)
+        });
         assert_eq!(found, [dir.path().join("good.mp4")]);
         assert_eq!(problems.len(), 1);
         assert!(problems[0].contains("not UTF-8"), "{problems:?}");

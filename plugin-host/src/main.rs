@@ -78,10 +78,14 @@ fn main() -> ExitCode {
     vx_config::init_logging("warn");
     let args = Args::parse();
     let Some(mut plugin) = plugin_named(&args.plugin) else {
-        eprintln!("vx-plugin-host: plugin {:?} is not built into this host", args.plugin);
+        eprintln!(
+            "vx-plugin-host: plugin {:?} is not built into this host",
+            args.plugin
+        );
         return ExitCode::from(2);
     };
-    let _span = tracing::info_span!("host", plugin = %args.plugin, pid = std::process::id()).entered();
+    let _span =
+        tracing::info_span!("host", plugin = %args.plugin, pid = std::process::id()).entered();
     match serve(plugin.as_mut(), &args.socket) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -9,7 +9,14 @@ use vx_e2e::*;
 /// Field 19 of /proc/PID/stat is the nice value.
 fn nice_of(pid: i32) -> i64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    stat.rsplit(')').next().unwrap().split_whitespace().nth(16).unwrap().parse().unwrap()
+    stat.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -19,7 +26,11 @@ fn model_hosts_run_at_low_cpu_and_idle_io_priority() {
     let pid = d.json(&["status"])["plugins"][0]["pid"].as_i64().unwrap() as i32;
     assert_eq!(nice_of(pid), 10);
     assert_eq!(nice_of(d.pid()), 0, "vxd itself stays responsive");
-    let out = std::process::Command::new("ionice").arg("-p").arg(pid.to_string()).output().unwrap();
+    let out = std::process::Command::new("ionice")
+        .arg("-p")
+        .arg(pid.to_string())
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "idle");
 }
 
@@ -31,15 +42,26 @@ fn pause_holds_new_work_until_resume() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("paused"));
     make_images(&d.media, &["later.bmp".into()]);
-    assert!(eventually(Duration::from_secs(10), || d.json(&["status"])["files"]["queued"].as_u64() == Some(1)));
+    assert!(eventually(Duration::from_secs(10), || d.json(&["status"])
+        ["files"]["queued"]
+        .as_u64()
+        == Some(1)));
     std::thread::sleep(Duration::from_millis(800));
     let status = d.json(&["status"]);
     assert_eq!(status["paused"], true);
     assert_eq!(status["idle"], false);
-    assert_eq!(status["files"]["indexed"].as_u64(), Some(1), "indexed while paused: {status:#}");
+    assert_eq!(
+        status["files"]["indexed"].as_u64(),
+        Some(1),
+        "indexed while paused: {status:#}"
+    );
     assert_eq!(d.json(&["resume"])["paused"], false);
     let watch = d.vxctl(&["status", "--watch"]);
-    assert!(watch.status.success(), "status --watch returns once idle: {}", String::from_utf8_lossy(&watch.stderr));
+    assert!(
+        watch.status.success(),
+        "status --watch returns once idle: {}",
+        String::from_utf8_lossy(&watch.stderr)
+    );
     d.wait_idle(30);
     assert_eq!(d.json(&["status"])["files"]["indexed"].as_u64(), Some(2));
 }
@@ -70,21 +92,38 @@ fn status_path_says_what_ran_on_a_file_and_status_reports_progress_fields() {
     assert!(status["current"].as_array().unwrap().is_empty());
     assert!(status["eta_s"].is_null(), "no ETA when idle");
     let text = String::from_utf8_lossy(&d.vxctl(&["status"]).stdout).into_owned();
-    assert!(text.contains("2 of 2 done (100 %)") && text.contains("index"), "{text}");
+    assert!(
+        text.contains("2 of 2 done (100 %)") && text.contains("index"),
+        "{text}"
+    );
 }
 
 #[test]
 fn an_inotify_limit_is_reported_and_the_folder_rescanned() {
-    let d = Daemon::start_with("rescan_interval_s = 0.5\n", &[("VX_SIMULATE_INOTIFY_LIMIT", "1")], |m| {
-        make_image(&m.join("before.png"))
-    });
+    let d = Daemon::start_with(
+        "rescan_interval_s = 0.5\n",
+        &[("VX_SIMULATE_INOTIFY_LIMIT", "1")],
+        |m| make_image(&m.join("before.png")),
+    );
     d.wait_idle(60);
-    let w = d.json(&["status"])["warnings"][0].as_str().unwrap_or_default().to_owned();
-    assert!(w.contains("fs.inotify.max_user_watches") && w.contains("Rescanning"), "{w}");
+    let w = d.json(&["status"])["warnings"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        w.contains("fs.inotify.max_user_watches") && w.contains("Rescanning"),
+        "{w}"
+    );
     make_images(&d.media, &["after.bmp".into()]);
-    assert!(eventually(Duration::from_secs(15), || d.search("after").len() == 1), "rescan never found the new file");
+    assert!(
+        eventually(Duration::from_secs(15), || d.search("after").len() == 1),
+        "rescan never found the new file"
+    );
     std::fs::remove_file(d.media.join("before.png")).unwrap();
-    assert!(eventually(Duration::from_secs(15), || d.search("before").is_empty()), "rescan never noticed the deletion");
+    assert!(
+        eventually(Duration::from_secs(15), || d.search("before").is_empty()),
+        "rescan never noticed the deletion"
+    );
 }
 
 #[test]
@@ -100,7 +139,11 @@ fn ignored_non_utf8_and_symlinked_paths_are_skipped_and_reported() {
     });
     d.wait_idle(60);
     let status = d.json(&["status"]);
-    assert_eq!(status["files"]["seen"].as_u64(), Some(2), "keep.bmp and second.bmp only (links are not followed): {status:#}");
+    assert_eq!(
+        status["files"]["seen"].as_u64(),
+        Some(2),
+        "keep.bmp and second.bmp only (links are not followed): {status:#}"
+    );
     assert!(d.search("proxy").is_empty() && d.search("lrv").is_empty());
     let warnings = status["warnings"].to_string();
     assert!(warnings.contains("not UTF-8"), "{warnings}");

@@ -13,7 +13,10 @@ fn jobs(d: &Daemon) -> u64 {
 }
 
 fn paths_of(hits: &[Value]) -> Vec<String> {
-    let mut v: Vec<String> = hits.iter().map(|h| h["path"].as_str().unwrap().to_owned()).collect();
+    let mut v: Vec<String> = hits
+        .iter()
+        .map(|h| h["path"].as_str().unwrap().to_owned())
+        .collect();
     v.sort();
     v.dedup();
     v
@@ -36,12 +39,21 @@ fn a_renamed_file_keeps_its_results_without_running_any_plugin() {
 
     let (old, new) = (d.media.join("holiday.mp4"), d.media.join("beach trip.mp4"));
     std::fs::rename(&old, &new).unwrap();
-    assert!(eventually(Duration::from_secs(20), || paths_of(&d.search("beach")) == [s(&new)]), "{}", d.log());
+    assert!(
+        eventually(Duration::from_secs(20), || paths_of(&d.search("beach"))
+            == [s(&new)]),
+        "{}",
+        d.log()
+    );
     d.wait_idle(30);
     assert!(d.search("holiday").is_empty(), "old name still found");
     assert_eq!(scene_paths(&d), [s(&new)], "the scenes moved with the file");
     let status = d.json(&["status"]);
-    assert_eq!(status["plugin_jobs"].as_u64(), Some(before), "a rename ran a plugin: {status:#}");
+    assert_eq!(
+        status["plugin_jobs"].as_u64(),
+        Some(before),
+        "a rename ran a plugin: {status:#}"
+    );
     assert_eq!(status["files"]["reused"].as_u64(), Some(1));
     assert_eq!(status["files"]["seen"].as_u64(), Some(1));
 }
@@ -54,9 +66,16 @@ fn an_identical_copy_is_a_second_path_of_the_same_content() {
     std::fs::create_dir(d.media.join("backup")).unwrap();
     let copy = d.media.join("backup/copy.mp4");
     std::fs::copy(d.media.join("original.mp4"), &copy).unwrap();
-    assert!(eventually(Duration::from_secs(20), || scene_paths(&d).len() == 2), "{}", d.log());
+    assert!(
+        eventually(Duration::from_secs(20), || scene_paths(&d).len() == 2),
+        "{}",
+        d.log()
+    );
     d.wait_idle(30);
-    assert_eq!(scene_paths(&d), [s(&copy), s(&d.media.join("original.mp4"))]);
+    assert_eq!(
+        scene_paths(&d),
+        [s(&copy), s(&d.media.join("original.mp4"))]
+    );
     assert_eq!(jobs(&d), before, "the copy was extracted again");
     assert_eq!(d.json(&["status"])["files"]["reused"].as_u64(), Some(1));
 }
@@ -74,10 +93,18 @@ fn a_rename_while_vxd_was_down_is_recognised_on_restart() {
     d.restart_stopped();
     d.wait_idle(60);
     let status = d.json(&["status"]);
-    assert_eq!(status["plugin_jobs"].as_u64(), Some(0), "{status:#}\n{}", d.log());
+    assert_eq!(
+        status["plugin_jobs"].as_u64(),
+        Some(0),
+        "{status:#}\n{}",
+        d.log()
+    );
     assert_eq!(status["files"]["reused"].as_u64(), Some(1));
     assert_eq!(scene_paths(&d), [s(&d.media.join("renamed.mp4"))]);
-    assert!(d.search("gone").is_empty(), "a file deleted while vxd was down is still found");
+    assert!(
+        d.search("gone").is_empty(),
+        "a file deleted while vxd was down is still found"
+    );
 }
 
 #[test]
@@ -87,9 +114,23 @@ fn a_changed_file_is_extracted_again_and_its_old_segments_go() {
     assert_eq!(d.search("scene").len(), 2, "two shots");
     // Same name, new content: one shot only.
     let tmp = d.root.path().join("one-shot.mp4");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=3", "-c:v", "libx264", "-preset", "ultrafast", tmp.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25:duration=3",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        tmp.to_str().unwrap(),
+    ]);
     std::fs::copy(&tmp, d.media.join("clip.mp4")).unwrap();
-    assert!(eventually(Duration::from_secs(30), || d.search("scene").len() == 1), "{}", d.log());
+    assert!(
+        eventually(Duration::from_secs(30), || d.search("scene").len() == 1),
+        "{}",
+        d.log()
+    );
     d.wait_idle(30);
     assert_eq!(jobs(&d), 2);
 }
@@ -103,7 +144,10 @@ fn restarting_on_an_indexed_folder_of_fifty_files_runs_no_plugin_job() {
     let started = std::time::Instant::now();
     d.restart();
     d.wait_idle(60);
-    println!("resume on 50 indexed files: idle {:.2} s after restart", started.elapsed().as_secs_f64());
+    println!(
+        "resume on 50 indexed files: idle {:.2} s after restart",
+        started.elapsed().as_secs_f64()
+    );
     let status = d.json(&["status"]);
     assert_eq!(status["plugin_jobs"].as_u64(), Some(0), "{status:#}");
     assert_eq!(status["files"]["indexed"].as_u64(), Some(50));
@@ -124,10 +168,18 @@ fn a_plugin_whose_version_changed_re_runs_alone_on_every_file() {
     d.restart_stopped();
     d.wait_idle(60);
     let status = d.json(&["status"]);
-    assert_eq!(status["plugin_jobs"].as_u64(), Some(3), "only misbehave re-ran: {status:#}");
+    assert_eq!(
+        status["plugin_jobs"].as_u64(),
+        Some(3),
+        "only misbehave re-ran: {status:#}"
+    );
     assert_eq!(d.thumbnail_mtimes(), before, "keyframes re-ran");
     assert_eq!(d.search("scene").len(), 3, "keyframes results kept");
-    assert_eq!(d.search("misbehave").len(), 3, "misbehave results replaced, not lost");
+    assert_eq!(
+        d.search("misbehave").len(),
+        3,
+        "misbehave results replaced, not lost"
+    );
     let r = d.json(&["status", d.media.join("f0.bmp").to_str().unwrap()]);
     assert_eq!(r["indexed"]["plugin_set"], "keyframes@1,misbehave@2");
 }

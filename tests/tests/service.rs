@@ -16,26 +16,52 @@ fn vxctl() -> Command {
 #[test]
 fn the_user_unit_is_hardened_and_passes_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let out = vxctl().args(["install-service", "--print"]).output().unwrap();
+    let out = vxctl()
+        .args(["install-service", "--print"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let unit = String::from_utf8(out.stdout).unwrap();
-    for line in ["Type=notify", "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "MemoryMax=", "Nice=", "IOSchedulingClass=idle"] {
+    for line in [
+        "Type=notify",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "MemoryMax=",
+        "Nice=",
+        "IOSchedulingClass=idle",
+    ] {
         assert!(unit.contains(line), "unit lacks {line}");
     }
     let vxd = bin_dir().join("vxd").canonicalize().unwrap();
     assert!(unit.contains(&format!("ExecStart={}", vxd.display())));
     let path = dir.path().join("vxd.service");
     std::fs::write(&path, &unit).unwrap();
-    let verify = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("systemd-analyze (apt: systemd)");
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (apt: systemd)");
     let complaints = String::from_utf8_lossy(&verify.stderr);
-    assert!(verify.status.success() && complaints.trim().is_empty(), "systemd-analyze verify: {complaints}");
+    assert!(
+        verify.status.success() && complaints.trim().is_empty(),
+        "systemd-analyze verify: {complaints}"
+    );
 }
 
 #[test]
 fn install_service_writes_the_unit_under_the_users_config() {
     let home = tempfile::tempdir().unwrap();
-    let out = vxctl().arg("install-service").env("XDG_CONFIG_HOME", home.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = vxctl()
+        .arg("install-service")
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let unit = std::fs::read_to_string(home.path().join("systemd/user/vxd.service")).unwrap();
     assert!(unit.contains("ExecStart=/"), "{unit}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("systemctl --user enable --now vxd"));
@@ -46,12 +72,18 @@ fn vxd_tells_systemd_when_it_is_ready_and_what_it_is_doing() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let d = Daemon::start_with("", &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())], |m| make_image(&m.join("a.png")));
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let d = Daemon::start_with("", &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())], |m| {
+        make_image(&m.join("a.png"))
+    });
     let mut buf = [0u8; 512];
     let n = sock.recv(&mut buf).expect("READY=1 within 20 s");
     let first = String::from_utf8_lossy(&buf[..n]).into_owned();
-    assert!(first.contains("READY=1") && first.contains(&format!("MAINPID={}", d.pid())), "{first}");
+    assert!(
+        first.contains("READY=1") && first.contains(&format!("MAINPID={}", d.pid())),
+        "{first}"
+    );
     let n = sock.recv(&mut buf).expect("a STATUS= update");
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("STATUS="));
 }
@@ -61,9 +93,15 @@ fn vxd_daemon_detaches_and_a_second_vxd_on_the_same_state_dir_refuses() {
     let d = Daemon::start(|_| {});
     d.wait_idle(30);
     // The foreground one holds the state dir: a detached one must refuse too.
-    let out = Command::new(bin_dir().join("vxd")).args(["--daemon", "--config"]).arg(&d.config).output().unwrap();
+    let out = Command::new(bin_dir().join("vxd"))
+        .args(["--daemon", "--config"])
+        .arg(&d.config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("another vxd (pid {})", d.pid())));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("another vxd (pid {})", d.pid()))
+    );
 
     let root = tempfile::tempdir().unwrap();
     let media = root.path().join("media");
@@ -71,11 +109,28 @@ fn vxd_daemon_detaches_and_a_second_vxd_on_the_same_state_dir_refuses() {
     make_image(&media.join("a.png"));
     let socket = root.path().join("run/vxd.sock");
     let config = root.path().join("vxd.toml");
-    std::fs::write(&config, format!("watch = [{media:?}]\nstate_dir = {:?}\ncache_dir = {:?}\nsocket = {socket:?}\n", root.path().join("state"), root.path().join("cache"))).unwrap();
-    let status = Command::new(bin_dir().join("vxd")).args(["--daemon", "--config"]).arg(&config).status().unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "watch = [{media:?}]\nstate_dir = {:?}\ncache_dir = {:?}\nsocket = {socket:?}\n",
+            root.path().join("state"),
+            root.path().join("cache")
+        ),
+    )
+    .unwrap();
+    let status = Command::new(bin_dir().join("vxd"))
+        .args(["--daemon", "--config"])
+        .arg(&config)
+        .status()
+        .unwrap();
     assert!(status.success(), "the parent returns at once");
     assert!(eventually(Duration::from_secs(20), || socket.exists()));
-    let out = vxctl().arg("--socket").arg(&socket).args(["wait", "--timeout", "60"]).output().unwrap();
+    let out = vxctl()
+        .arg("--socket")
+        .arg(&socket)
+        .args(["wait", "--timeout", "60"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let pidfile = std::fs::read_to_string(root.path().join("state/vxd.pid")).unwrap();
     let pid: i32 = pidfile.trim().parse().unwrap();
@@ -83,7 +138,10 @@ fn vxd_daemon_detaches_and_a_second_vxd_on_the_same_state_dir_refuses() {
     assert!(root.path().join("state/vxd.log").exists());
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert!(eventually(Duration::from_secs(15), || !process_alive(pid)), "the daemon did not stop");
+    assert!(
+        eventually(Duration::from_secs(15), || !process_alive(pid)),
+        "the daemon did not stop"
+    );
 }
 
 #[test]

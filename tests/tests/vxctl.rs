@@ -9,8 +9,16 @@ use vx_e2e::bin_dir;
 use vx_wire::{read_frame, write_frame};
 
 fn vxctl(socket: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin_dir().join("vxctl")).arg("--socket").arg(socket).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(bin_dir().join("vxctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -38,11 +46,18 @@ fn a_daemon_speaking_a_newer_protocol_is_named_as_newer() {
     let peer = std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
         let hello: ClientHello = read_frame(&mut BufReader::new(&conn)).unwrap();
-        let ours = DaemonHello { protocol: hello.protocol + 1, daemon_version: "9.9.9".into(), pid: 4242 };
+        let ours = DaemonHello {
+            protocol: hello.protocol + 1,
+            daemon_version: "9.9.9".into(),
+            pid: 4242,
+        };
         write_frame(&mut &conn, &ours).unwrap();
     });
     let (ok, err) = vxctl(&sock, &["status"]);
     peer.join().unwrap();
     assert!(!ok);
-    assert!(err.contains("vxd 9.9.9 (pid 4242) is newer than vxctl"), "{err}");
+    assert!(
+        err.contains("vxd 9.9.9 (pid 4242) is newer than vxctl"),
+        "{err}"
+    );
 }

@@ -21,7 +21,10 @@ pub const DEFAULT_PLUGINS: &[&str] = &["keyframes"];
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("unknown plugin {0:?} (known: {known})", known = KNOWN_PLUGINS.join(", "))]
@@ -88,10 +91,14 @@ impl Settings {
         });
         let mut s = match &path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
-                Self::from_toml(&text)
-                    .map_err(|message| ConfigError::Parse { path: p.clone(), message })?
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+                    path: p.clone(),
+                    message,
+                })?
             }
             None => Self::default(),
         };
@@ -118,7 +125,12 @@ impl Settings {
         }
         if let Some(v) = var("VX_PLUGINS") {
             let v = v.to_string_lossy();
-            self.plugins = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            self.plugins = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
     }
 
@@ -140,7 +152,11 @@ impl Settings {
             // No default plugin needs a model yet, so all of them are installed.
             self.plugins = DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect();
         }
-        if let Some(p) = self.plugins.iter().find(|p| !KNOWN_PLUGINS.contains(&p.as_str())) {
+        if let Some(p) = self
+            .plugins
+            .iter()
+            .find(|p| !KNOWN_PLUGINS.contains(&p.as_str()))
+        {
             return Err(ConfigError::UnknownPlugin(p.clone()));
         }
         for (name, v) in [
@@ -181,7 +197,8 @@ impl Settings {
 pub fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VX_LOG").unwrap_or_else(|_| default.into()),
+            tracing_subscriber::EnvFilter::try_from_env("VX_LOG")
+                .unwrap_or_else(|_| default.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -189,7 +206,9 @@ pub fn init_logging(default: &str) {
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 fn expand_home(p: &Path) -> PathBuf {
@@ -229,14 +248,20 @@ mod tests {
 
     #[test]
     fn embedded_example_parses_to_the_defaults() {
-        assert_eq!(Settings::from_toml(EXAMPLE_TOML).unwrap(), Settings::default());
+        assert_eq!(
+            Settings::from_toml(EXAMPLE_TOML).unwrap(),
+            Settings::default()
+        );
     }
 
     #[test]
     fn unknown_keys_and_plugins_are_clear_errors() {
         let err = Settings::from_toml("wacth = []").unwrap_err();
         assert!(err.contains("wacth"), "{err}");
-        let s = Settings { plugins: vec!["nope".into()], ..Default::default() };
+        let s = Settings {
+            plugins: vec!["nope".into()],
+            ..Default::default()
+        };
         let err = s.finish().unwrap_err().to_string();
         assert!(err.contains("nope") && err.contains("keyframes"), "{err}");
     }
@@ -261,13 +286,21 @@ mod tests {
         let cores = std::thread::available_parallelism().unwrap().get();
         let s = Settings::default().finish().unwrap();
         assert_eq!(s.jobs, cores.saturating_sub(1).max(1));
-        let s = Settings { jobs: 3, ..Default::default() }.finish().unwrap();
+        let s = Settings {
+            jobs: 3,
+            ..Default::default()
+        }
+        .finish()
+        .unwrap();
         assert_eq!(s.jobs, 3);
     }
 
     #[test]
     fn nonsense_numbers_are_refused() {
-        let s = Settings { frame_interval_s: 0.0, ..Default::default() };
+        let s = Settings {
+            frame_interval_s: 0.0,
+            ..Default::default()
+        };
         assert!(matches!(s.finish(), Err(ConfigError::NotPositive(_))));
     }
 }

@@ -32,7 +32,10 @@ const WRITER_HEAP_BYTES: usize = 50_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error("index at {dir}: {source}")]
-    Open { dir: PathBuf, source: tantivy::TantivyError },
+    Open {
+        dir: PathBuf,
+        source: tantivy::TantivyError,
+    },
     #[error("index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
     #[error("index directory: {0}")]
@@ -96,7 +99,16 @@ struct Fields {
 }
 
 /// The searchable text fields, by the names `Hit::fields` reports.
-const SEARCHABLE: [&str; 8] = ["name", "path", "kind", "container", "codec", "resolution", "labels", "text"];
+const SEARCHABLE: [&str; 8] = [
+    "name",
+    "path",
+    "kind",
+    "container",
+    "codec",
+    "resolution",
+    "labels",
+    "text",
+];
 
 fn build_schema() -> (Schema, Fields) {
     let mut b = SchemaBuilder::new();
@@ -145,8 +157,10 @@ impl MediaIndex {
             source: tantivy::TantivyError::IoError(e.into()),
         })?;
         let mmap = tantivy::directory::MmapDirectory::open(dir)?;
-        let index = Index::open_or_create(mmap, schema)
-            .map_err(|source| IndexError::Open { dir: dir.to_owned(), source })?;
+        let index = Index::open_or_create(mmap, schema).map_err(|source| IndexError::Open {
+            dir: dir.to_owned(),
+            source,
+        })?;
         Self::with_index(index, f)
     }
 
@@ -158,8 +172,16 @@ impl MediaIndex {
 
     fn with_index(index: Index, f: Fields) -> Result<Self, IndexError> {
         let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Self { index, writer: Mutex::new(writer), reader, f })
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Self {
+            index,
+            writer: Mutex::new(writer),
+            reader,
+            f,
+        })
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
@@ -168,7 +190,11 @@ impl MediaIndex {
 
     /// Replaces everything indexed for `file.path` with this file and these
     /// segments. Visible after the next [`commit`](Self::commit).
-    pub fn put_file(&self, file: &FileRecord, segments: &[(&str, &SegmentResult)]) -> Result<(), IndexError> {
+    pub fn put_file(
+        &self,
+        file: &FileRecord,
+        segments: &[(&str, &SegmentResult)],
+    ) -> Result<(), IndexError> {
         self.put_file_keeping(file, segments, &[])
     }
 
@@ -185,7 +211,10 @@ impl MediaIndex {
         let mut kept = vec![];
         if !keep.is_empty() {
             for d in self.all_docs(&self.file_query(&file.path))? {
-                let plugin = d.get_first(f.plugin).and_then(|v| v.as_str()).unwrap_or_default();
+                let plugin = d
+                    .get_first(f.plugin)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
                 if keep.contains(&plugin) {
                     kept.push(d);
                 }
@@ -196,7 +225,11 @@ impl MediaIndex {
         for d in kept {
             writer.add_document(d)?;
         }
-        let name = file.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let name = file
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
         let mut d = doc!(
             f.path => path.as_ref(),
             f.doc_type => "file",
@@ -253,15 +286,30 @@ impl MediaIndex {
 
     /// A committed file with this content whose results came from this
     /// plugin set, other than `except`.
-    pub fn find_content(&self, content: &str, plugin_set: &str, except: &Path) -> Result<Option<PathBuf>, IndexError> {
+    pub fn find_content(
+        &self,
+        content: &str,
+        plugin_set: &str,
+        except: &Path,
+    ) -> Result<Option<PathBuf>, IndexError> {
         let term = |field, text: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::Basic))
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, text),
+                IndexRecordOption::Basic,
+            ))
         };
-        let q = BooleanQuery::intersection(vec![term(self.f.content, content), term(self.f.plugin_set, plugin_set)]);
+        let q = BooleanQuery::intersection(vec![
+            term(self.f.content, content),
+            term(self.f.plugin_set, plugin_set),
+        ]);
         let searcher = self.reader.searcher();
         for (_, addr) in searcher.search(&q, &TopDocs::with_limit(8))? {
             let d: TantivyDocument = searcher.doc(addr)?;
-            let path = PathBuf::from(d.get_first(self.f.path).and_then(|v| v.as_str()).unwrap_or_default());
+            let path = PathBuf::from(
+                d.get_first(self.f.path)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default(),
+            );
             if path != except {
                 return Ok(Some(path));
             }
@@ -277,8 +325,20 @@ impl MediaIndex {
         let f = self.f;
         let docs = self.all_docs(&self.file_query(from))?;
         let path = to.path.to_string_lossy();
-        let name = to.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-        let per_path = [f.path, f.name, f.path_text, f.size, f.mtime, f.fingerprint, f.indexed_at];
+        let name = to
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let per_path = [
+            f.path,
+            f.name,
+            f.path_text,
+            f.size,
+            f.mtime,
+            f.fingerprint,
+            f.indexed_at,
+        ];
         let writer = self.writer();
         writer.delete_term(Term::from_field_text(f.path, &path));
         for old in &docs {
@@ -308,7 +368,12 @@ impl MediaIndex {
         let mut info: Option<IndexedFile> = None;
         let mut segments: BTreeMap<String, u64> = BTreeMap::new();
         for d in self.all_docs(&self.file_query(path))? {
-            let text = |field| d.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let text = |field| {
+                d.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             if text(f.doc_type) == "segment" {
                 *segments.entry(text(f.plugin)).or_default() += 1;
                 continue;
@@ -318,10 +383,16 @@ impl MediaIndex {
                 kind: text(f.kind),
                 size: d.get_first(f.size).and_then(|v| v.as_u64()).unwrap_or(0),
                 mtime: d.get_first(f.mtime).and_then(|v| v.as_i64()).unwrap_or(0),
-                indexed_at: d.get_first(f.indexed_at).and_then(|v| v.as_i64()).unwrap_or(0),
+                indexed_at: d
+                    .get_first(f.indexed_at)
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or(0),
                 duration_s: d.get_first(f.duration_s).and_then(|v| v.as_f64()),
                 container: text(f.container),
-                codecs: d.get_all(f.codec).filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+                codecs: d
+                    .get_all(f.codec)
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
                 resolution: (!resolution.is_empty()).then_some(resolution),
                 content: text(f.content),
                 plugin_set: text(f.plugin_set),
@@ -342,14 +413,25 @@ impl MediaIndex {
 
     /// Every path with a committed file document.
     pub fn paths(&self) -> Result<Vec<PathBuf>, IndexError> {
-        let q = TermQuery::new(Term::from_field_text(self.f.doc_type, "file"), IndexRecordOption::Basic);
+        let q = TermQuery::new(
+            Term::from_field_text(self.f.doc_type, "file"),
+            IndexRecordOption::Basic,
+        );
         let docs = self.all_docs(&q)?;
-        Ok(docs.iter().filter_map(|d| d.get_first(self.f.path).and_then(|v| v.as_str()).map(PathBuf::from)).collect())
+        Ok(docs
+            .iter()
+            .filter_map(|d| {
+                d.get_first(self.f.path)
+                    .and_then(|v| v.as_str())
+                    .map(PathBuf::from)
+            })
+            .collect())
     }
 
     /// Removes a file and its segments. Visible after the next commit.
     pub fn remove_file(&self, path: &Path) {
-        self.writer().delete_term(Term::from_field_text(self.f.path, &path.to_string_lossy()));
+        self.writer()
+            .delete_term(Term::from_field_text(self.f.path, &path.to_string_lossy()));
     }
 
     /// Makes every change since the last commit durable and searchable.
@@ -369,12 +451,22 @@ impl MediaIndex {
         let searcher = self.reader.searcher();
         let q = BooleanQuery::intersection(vec![
             Box::new(self.file_query(path)),
-            Box::new(TermQuery::new(Term::from_field_text(self.f.doc_type, "file"), IndexRecordOption::Basic)),
+            Box::new(TermQuery::new(
+                Term::from_field_text(self.f.doc_type, "file"),
+                IndexRecordOption::Basic,
+            )),
         ]);
         let top = searcher.search(&q, &TopDocs::with_limit(1))?;
-        let Some((_, addr)) = top.first() else { return Ok(None) };
+        let Some((_, addr)) = top.first() else {
+            return Ok(None);
+        };
         let d: TantivyDocument = searcher.doc(*addr)?;
-        let text = |field| d.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let text = |field| {
+            d.get_first(field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
         Ok(Some((text(self.f.fingerprint), text(self.f.plugin_set))))
     }
 
@@ -385,8 +477,15 @@ impl MediaIndex {
 
     /// The (plugin, reason) failures stored for `path`.
     pub fn failures_of(&self, path: &Path) -> Result<Vec<(String, String)>, IndexError> {
-        let q = BooleanQuery::intersection(vec![Box::new(self.file_query(path)), Box::new(self.failed_query())]);
-        Ok(self.failures_matching(&q)?.into_iter().map(|(_, plugin, reason)| (plugin, reason)).collect())
+        let q = BooleanQuery::intersection(vec![
+            Box::new(self.file_query(path)),
+            Box::new(self.failed_query()),
+        ]);
+        Ok(self
+            .failures_matching(&q)?
+            .into_iter()
+            .map(|(_, plugin, reason)| (plugin, reason))
+            .collect())
     }
 
     /// Every committed document matching `q`, however many.
@@ -394,17 +493,26 @@ impl MediaIndex {
         let searcher = self.reader.searcher();
         let n = searcher.search(q, &Count)?;
         let top = searcher.search(q, &TopDocs::with_limit(n.max(1)))?;
-        top.into_iter().map(|(_, addr)| Ok(searcher.doc(addr)?)).collect()
+        top.into_iter()
+            .map(|(_, addr)| Ok(searcher.doc(addr)?))
+            .collect()
     }
 
     fn failed_query(&self) -> TermQuery {
-        TermQuery::new(Term::from_field_text(self.f.failed, "yes"), IndexRecordOption::Basic)
+        TermQuery::new(
+            Term::from_field_text(self.f.failed, "yes"),
+            IndexRecordOption::Basic,
+        )
     }
 
     fn failures_matching(&self, q: &dyn Query) -> Result<Vec<Failure>, IndexError> {
         let mut out = vec![];
         for d in self.all_docs(q)? {
-            let path = PathBuf::from(d.get_first(self.f.path).and_then(|v| v.as_str()).unwrap_or_default());
+            let path = PathBuf::from(
+                d.get_first(self.f.path)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default(),
+            );
             for v in d.get_all(self.f.failure).filter_map(|v| v.as_str()) {
                 let (plugin, reason) = v.split_once('\t').unwrap_or((v, ""));
                 out.push((path.clone(), plugin.to_owned(), reason.to_owned()));
@@ -422,7 +530,10 @@ impl MediaIndex {
 
     /// How many documents, file and segment, are indexed for `path`.
     pub fn doc_count(&self, path: &Path) -> Result<usize, IndexError> {
-        Ok(self.reader.searcher().search(&self.file_query(path), &Count)?)
+        Ok(self
+            .reader
+            .searcher()
+            .search(&self.file_query(path), &Count)?)
     }
 
     /// Full-text search over names, paths, metadata words and segment text.
@@ -430,7 +541,16 @@ impl MediaIndex {
     /// and anything it cannot parse is searched as plain words.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, IndexError> {
         let f = self.f;
-        let fields = [f.name, f.path_text, f.kind, f.container, f.codec, f.resolution, f.labels, f.text];
+        let fields = [
+            f.name,
+            f.path_text,
+            f.kind,
+            f.container,
+            f.codec,
+            f.resolution,
+            f.labels,
+            f.text,
+        ];
         let mut parser = QueryParser::for_index(&self.index, fields.to_vec());
         parser.set_conjunction_by_default();
         let (q, _errors) = parser.parse_query_lenient(query);
@@ -446,7 +566,10 @@ impl MediaIndex {
     }
 
     fn tokens(&self, text: &str) -> BTreeSet<String> {
-        let mut analyzer = self.index.tokenizer_for_field(self.f.name).expect("name is a text field");
+        let mut analyzer = self
+            .index
+            .tokenizer_for_field(self.f.name)
+            .expect("name is a text field");
         let mut stream = analyzer.token_stream(text);
         let mut out = BTreeSet::new();
         while let Some(t) = stream.next() {
@@ -458,11 +581,16 @@ impl MediaIndex {
     fn hit(&self, d: &TantivyDocument, score: f32, words: &BTreeSet<String>) -> Hit {
         let f = self.f;
         let text = |field: Field| -> Vec<String> {
-            d.get_all(field).filter_map(|v| v.as_str().map(str::to_owned)).collect()
+            d.get_all(field)
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
         };
         let f64_of = |field: Field| d.get_first(field).and_then(|v| v.as_f64());
         let path = PathBuf::from(text(f.path).concat());
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let is_segment = text(f.doc_type).first().map(String::as_str) == Some("segment");
         // A still's one segment is the whole file: no time range to show.
         let timed = is_segment && text(f.kind).first().map(String::as_str) != Some("image");
@@ -532,15 +660,24 @@ mod tests {
     }
 
     fn scene(start: f64, end: f64) -> SegmentResult {
-        SegmentResult { start_s: start, end_s: end, labels: vec!["scene".into()], phash: Some(42), ..Default::default() }
+        SegmentResult {
+            start_s: start,
+            end_s: end,
+            labels: vec!["scene".into()],
+            phash: Some(42),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn file_and_segments_round_trip_through_search() {
         let idx = MediaIndex::in_ram().unwrap();
         let segs = [scene(0.0, 2.5), scene(2.5, 10.0)];
-        idx.put_file(&video("/media/holiday/beach_walk.mp4"), &[("keyframes", &segs[0]), ("keyframes", &segs[1])])
-            .unwrap();
+        idx.put_file(
+            &video("/media/holiday/beach_walk.mp4"),
+            &[("keyframes", &segs[0]), ("keyframes", &segs[1])],
+        )
+        .unwrap();
         idx.commit().unwrap();
 
         let hits = idx.search("beach", 10).unwrap();
@@ -559,7 +696,12 @@ mod tests {
         scenes.sort_by(|a, b| a.start_s.partial_cmp(&b.start_s).unwrap());
         let ranges: Vec<_> = scenes.iter().map(|h| (h.start_s, h.end_s)).collect();
         assert_eq!(ranges, [(Some(0.0), Some(2.5)), (Some(2.5), Some(10.0))]);
-        assert_eq!(idx.fingerprint(Path::new("/media/holiday/beach_walk.mp4")).unwrap().as_deref(), Some("fp-1"));
+        assert_eq!(
+            idx.fingerprint(Path::new("/media/holiday/beach_walk.mp4"))
+                .unwrap()
+                .as_deref(),
+            Some("fp-1")
+        );
     }
 
     #[test]
@@ -567,7 +709,8 @@ mod tests {
         let idx = MediaIndex::in_ram().unwrap();
         let p = Path::new("/m/a.mp4");
         let s = scene(0.0, 1.0);
-        idx.put_file(&video("/m/a.mp4"), &[("keyframes", &s), ("keyframes", &s)]).unwrap();
+        idx.put_file(&video("/m/a.mp4"), &[("keyframes", &s), ("keyframes", &s)])
+            .unwrap();
         idx.commit().unwrap();
         assert_eq!(idx.doc_count(p).unwrap(), 3);
 
@@ -599,7 +742,10 @@ mod tests {
     fn failures_are_stored_with_the_file_and_replaced_with_it() {
         let idx = MediaIndex::in_ram().unwrap();
         let mut bad = video("/m/bad.mp4");
-        bad.failures = vec![("faces".into(), "killed by SIGSEGV".into()), ("ocr".into(), "deadline 3.0 s exceeded".into())];
+        bad.failures = vec![
+            ("faces".into(), "killed by SIGSEGV".into()),
+            ("ocr".into(), "deadline 3.0 s exceeded".into()),
+        ];
         idx.put_file(&bad, &[]).unwrap();
         idx.put_file(&video("/m/good.mp4"), &[]).unwrap();
         idx.commit().unwrap();
@@ -608,12 +754,24 @@ mod tests {
         assert_eq!(
             f,
             [
-                (PathBuf::from("/m/bad.mp4"), "faces".into(), "killed by SIGSEGV".into()),
-                (PathBuf::from("/m/bad.mp4"), "ocr".into(), "deadline 3.0 s exceeded".into()),
+                (
+                    PathBuf::from("/m/bad.mp4"),
+                    "faces".into(),
+                    "killed by SIGSEGV".into()
+                ),
+                (
+                    PathBuf::from("/m/bad.mp4"),
+                    "ocr".into(),
+                    "deadline 3.0 s exceeded".into()
+                ),
             ]
         );
         assert_eq!(idx.failures_of(Path::new("/m/bad.mp4")).unwrap().len(), 2);
-        assert!(idx.failures_of(Path::new("/m/good.mp4")).unwrap().is_empty());
+        assert!(
+            idx.failures_of(Path::new("/m/good.mp4"))
+                .unwrap()
+                .is_empty()
+        );
         idx.put_file(&video("/m/bad.mp4"), &[]).unwrap();
         idx.commit().unwrap();
         assert!(idx.failures().unwrap().is_empty());
@@ -628,11 +786,29 @@ mod tests {
         idx.put_file(&orig, &[("keyframes", &s)]).unwrap();
         idx.commit().unwrap();
         let content = orig.content.clone();
-        assert_eq!(idx.find_content(&content, "keyframes@1", Path::new("/x")).unwrap(), Some(PathBuf::from("/m/orig.mp4")));
-        assert_eq!(idx.find_content(&content, "keyframes@2", Path::new("/x")).unwrap(), None, "other plugin versions");
-        assert_eq!(idx.find_content(&content, "keyframes@1", Path::new("/m/orig.mp4")).unwrap(), None);
+        assert_eq!(
+            idx.find_content(&content, "keyframes@1", Path::new("/x"))
+                .unwrap(),
+            Some(PathBuf::from("/m/orig.mp4"))
+        );
+        assert_eq!(
+            idx.find_content(&content, "keyframes@2", Path::new("/x"))
+                .unwrap(),
+            None,
+            "other plugin versions"
+        );
+        assert_eq!(
+            idx.find_content(&content, "keyframes@1", Path::new("/m/orig.mp4"))
+                .unwrap(),
+            None
+        );
 
-        let copy = FileRecord { path: PathBuf::from("/m/renamed clip.mp4"), fingerprint: "fp-copy".into(), size: 999, ..orig.clone() };
+        let copy = FileRecord {
+            path: PathBuf::from("/m/renamed clip.mp4"),
+            fingerprint: "fp-copy".into(),
+            size: 999,
+            ..orig.clone()
+        };
         assert_eq!(idx.copy_file(Path::new("/m/orig.mp4"), &copy).unwrap(), 2);
         idx.commit().unwrap();
         let hits = idx.search("renamed", 10).unwrap();
@@ -641,12 +817,33 @@ mod tests {
         let scenes = idx.search("scene", 10).unwrap();
         let mut paths: Vec<_> = scenes.iter().map(|h| h.path.clone()).collect();
         paths.sort();
-        assert_eq!(paths, [PathBuf::from("/m/orig.mp4"), PathBuf::from("/m/renamed clip.mp4")]);
-        assert_eq!(idx.fingerprint(Path::new("/m/renamed clip.mp4")).unwrap().as_deref(), Some("fp-copy"));
-        assert_eq!(idx.failures().unwrap().len(), 2, "the failure travels with the content");
+        assert_eq!(
+            paths,
+            [
+                PathBuf::from("/m/orig.mp4"),
+                PathBuf::from("/m/renamed clip.mp4")
+            ]
+        );
+        assert_eq!(
+            idx.fingerprint(Path::new("/m/renamed clip.mp4"))
+                .unwrap()
+                .as_deref(),
+            Some("fp-copy")
+        );
+        assert_eq!(
+            idx.failures().unwrap().len(),
+            2,
+            "the failure travels with the content"
+        );
         let mut all = idx.paths().unwrap();
         all.sort();
-        assert_eq!(all, [PathBuf::from("/m/orig.mp4"), PathBuf::from("/m/renamed clip.mp4")]);
+        assert_eq!(
+            all,
+            [
+                PathBuf::from("/m/orig.mp4"),
+                PathBuf::from("/m/renamed clip.mp4")
+            ]
+        );
     }
 
     #[test]
@@ -655,13 +852,17 @@ mod tests {
         let s = scene(0.0, 1.0);
         let mut rec = video("/m/info.mp4");
         rec.plugin_set = "keyframes@1,ocr@2".into();
-        idx.put_file(&rec, &[("keyframes", &s), ("keyframes", &s)]).unwrap();
+        idx.put_file(&rec, &[("keyframes", &s), ("keyframes", &s)])
+            .unwrap();
         idx.commit().unwrap();
         let info = idx.file_info(Path::new("/m/info.mp4")).unwrap().unwrap();
         assert_eq!(info.kind, "video");
         assert_eq!(info.codecs, ["h264", "aac"]);
         assert_eq!(info.resolution.as_deref(), Some("1280x720"));
-        assert_eq!(info.segments, [("keyframes".to_string(), 2), ("ocr".to_string(), 0)]);
+        assert_eq!(
+            info.segments,
+            [("keyframes".to_string(), 2), ("ocr".to_string(), 0)]
+        );
         assert!(info.indexed_at > 1_700_000_000);
         assert!(idx.file_info(Path::new("/m/other.mp4")).unwrap().is_none());
     }
@@ -670,19 +871,33 @@ mod tests {
     fn a_partial_update_keeps_the_other_plugins_segments() {
         let idx = MediaIndex::in_ram().unwrap();
         let kf = scene(0.0, 1.0);
-        let old = SegmentResult { labels: vec!["oldlabel".into()], ..Default::default() };
+        let old = SegmentResult {
+            labels: vec!["oldlabel".into()],
+            ..Default::default()
+        };
         let mut rec = video("/m/p.mp4");
         rec.plugin_set = "keyframes@1,objects@1".into();
-        idx.put_file(&rec, &[("keyframes", &kf), ("objects", &old)]).unwrap();
+        idx.put_file(&rec, &[("keyframes", &kf), ("objects", &old)])
+            .unwrap();
         idx.commit().unwrap();
-        let new = SegmentResult { labels: vec!["newlabel".into()], ..Default::default() };
+        let new = SegmentResult {
+            labels: vec!["newlabel".into()],
+            ..Default::default()
+        };
         rec.plugin_set = "keyframes@1,objects@2".into();
-        idx.put_file_keeping(&rec, &[("objects", &new)], &["keyframes"]).unwrap();
+        idx.put_file_keeping(&rec, &[("objects", &new)], &["keyframes"])
+            .unwrap();
         idx.commit().unwrap();
         assert_eq!(idx.search("scene", 10).unwrap().len(), 1, "keyframes kept");
-        assert!(idx.search("oldlabel", 10).unwrap().is_empty(), "old objects gone");
+        assert!(
+            idx.search("oldlabel", 10).unwrap().is_empty(),
+            "old objects gone"
+        );
         assert_eq!(idx.search("newlabel", 10).unwrap().len(), 1);
-        assert_eq!(idx.stored(Path::new("/m/p.mp4")).unwrap().unwrap().1, "keyframes@1,objects@2");
+        assert_eq!(
+            idx.stored(Path::new("/m/p.mp4")).unwrap().unwrap().1,
+            "keyframes@1,objects@2"
+        );
         assert_eq!(idx.doc_count(Path::new("/m/p.mp4")).unwrap(), 3);
     }
 
@@ -700,5 +915,7 @@ mod tests {
 }
 
 fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -14,11 +14,11 @@
 use std::path::Path;
 use std::sync::Once;
 
-use ffmpeg_next as ff;
 use ff::format::Pixel;
 use ff::format::sample::{Sample, Type as SampleType};
 use ff::software::{resampling, scaling};
 use ff::{ChannelLayout, codec, frame, media};
+use ffmpeg_next as ff;
 use vx_plugin_protocol::{AudioRef, FrameRef, MediaKind};
 use vx_shm::{Segment, SegmentWriter, ShmError};
 
@@ -49,7 +49,13 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        Self { max_width: 640, max_height: 640, frame_interval_s: 0.5, max_frames: 240, decoder_threads: 2 }
+        Self {
+            max_width: 640,
+            max_height: 640,
+            frame_interval_s: 0.5,
+            max_frames: 240,
+            decoder_threads: 2,
+        }
     }
 }
 
@@ -85,10 +91,11 @@ impl Decoded {
 pub fn kind_from_extension(path: &Path) -> Option<MediaKind> {
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
     Some(match ext.as_str() {
-        "mp4" | "m4v" | "mkv" | "webm" | "mov" | "avi" | "mpg" | "mpeg" | "ts" | "wmv" | "flv" | "3gp" | "ogv" => {
-            MediaKind::Video
+        "mp4" | "m4v" | "mkv" | "webm" | "mov" | "avi" | "mpg" | "mpeg" | "ts" | "wmv" | "flv"
+        | "3gp" | "ogv" => MediaKind::Video,
+        "mp3" | "wav" | "flac" | "ogg" | "oga" | "opus" | "m4a" | "aac" | "wma" | "aiff" => {
+            MediaKind::Audio
         }
-        "mp3" | "wav" | "flac" | "ogg" | "oga" | "opus" | "m4a" | "aac" | "wma" | "aiff" => MediaKind::Audio,
         "jpg" | "jpeg" | "png" | "webp" | "bmp" | "gif" | "tif" | "tiff" => MediaKind::Image,
         _ => return None,
     })
@@ -106,14 +113,20 @@ fn init() {
 pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> {
     init();
     let mut input = ff::format::input(path).map_err(MediaError::Open)?;
-    let mut out = Decoded { container: input.format().name().to_owned(), ..Default::default() };
+    let mut out = Decoded {
+        container: input.format().name().to_owned(),
+        ..Default::default()
+    };
     if input.duration() > 0 {
         out.duration_s = Some(input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
     }
     let video_stream = input
         .streams()
         .filter(|s| s.parameters().medium() == media::Type::Video)
-        .find(|s| !s.disposition().contains(ff::format::stream::Disposition::ATTACHED_PIC))
+        .find(|s| {
+            !s.disposition()
+                .contains(ff::format::stream::Disposition::ATTACHED_PIC)
+        })
         .map(|s| s.index());
     let audio_stream = input.streams().best(media::Type::Audio).map(|s| s.index());
     if video_stream.is_none() && audio_stream.is_none() {
@@ -124,7 +137,8 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
     let mut video = match video_stream {
         Some(i) => {
             let s = input.stream(i).expect("stream exists");
-            let mut ctx = codec::Context::from_parameters(s.parameters()).map_err(MediaError::Decode)?;
+            let mut ctx =
+                codec::Context::from_parameters(s.parameters()).map_err(MediaError::Decode)?;
             ctx.set_threading(codec::threading::Config::count(opts.decoder_threads));
             let dec = ctx.decoder().video().map_err(MediaError::Decode)?;
             out.video_codec = Some(s.parameters().id().name().to_owned());
@@ -134,14 +148,20 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
                 Some(d) if !is_still => opts.frame_interval_s.max(d / opts.max_frames as f64),
                 _ => opts.frame_interval_s,
             };
-            Some(VideoSampler::new(dec, s.time_base(), interval, opts.clone()))
+            Some(VideoSampler::new(
+                dec,
+                s.time_base(),
+                interval,
+                opts.clone(),
+            ))
         }
         None => None,
     };
     let mut audio = match audio_stream {
         Some(i) => {
             let s = input.stream(i).expect("stream exists");
-            let ctx = codec::Context::from_parameters(s.parameters()).map_err(MediaError::Decode)?;
+            let ctx =
+                codec::Context::from_parameters(s.parameters()).map_err(MediaError::Decode)?;
             let dec = ctx.decoder().audio().map_err(MediaError::Decode)?;
             out.audio_codec = Some(s.parameters().id().name().to_owned());
             Some(AudioMixer::new(dec))
@@ -175,17 +195,23 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
         out.audio = Some(a.finish()?);
     }
 
-    out.kind = Some(if is_still || (video_stream.is_some() && out.frames.len() == 1 && out.duration_s.is_none()) {
-        MediaKind::Image
-    } else if video_stream.is_some() {
-        MediaKind::Video
-    } else {
-        MediaKind::Audio
-    });
+    out.kind = Some(
+        if is_still || (video_stream.is_some() && out.frames.len() == 1 && out.duration_s.is_none())
+        {
+            MediaKind::Image
+        } else if video_stream.is_some() {
+            MediaKind::Video
+        } else {
+            MediaKind::Audio
+        },
+    );
     if out.kind == Some(MediaKind::Image) {
         out.duration_s = None;
     } else if out.duration_s.is_none() {
-        out.duration_s = out.audio.as_ref().map(|a| a.len() as f64 / AUDIO_RATE as f64);
+        out.duration_s = out
+            .audio
+            .as_ref()
+            .map(|a| a.len() as f64 / AUDIO_RATE as f64);
     }
     Ok(out)
 }
@@ -201,18 +227,39 @@ struct VideoSampler {
 }
 
 impl VideoSampler {
-    fn new(decoder: ff::decoder::Video, tb: ff::Rational, interval: f64, opts: DecodeOptions) -> Self {
+    fn new(
+        decoder: ff::decoder::Video,
+        tb: ff::Rational,
+        interval: f64,
+        opts: DecodeOptions,
+    ) -> Self {
         let time_base = f64::from(tb.numerator()) / f64::from(tb.denominator().max(1));
-        Self { decoder, time_base, interval, next_t: 0.0, opts, scaler: None, decoded: frame::Video::empty() }
+        Self {
+            decoder,
+            time_base,
+            interval,
+            next_t: 0.0,
+            opts,
+            scaler: None,
+            decoded: frame::Video::empty(),
+        }
     }
 
     fn drain(&mut self, frames: &mut Vec<RgbFrame>) -> Result<(), MediaError> {
         while self.decoder.receive_frame(&mut self.decoded).is_ok() {
-            let pts_s = self.decoded.timestamp().map_or(0.0, |t| t as f64 * self.time_base).max(0.0);
+            let pts_s = self
+                .decoded
+                .timestamp()
+                .map_or(0.0, |t| t as f64 * self.time_base)
+                .max(0.0);
             if pts_s + 1e-6 < self.next_t || frames.len() >= self.opts.max_frames {
                 continue;
             }
-            self.next_t = if frames.is_empty() { pts_s + self.interval } else { self.next_t + self.interval };
+            self.next_t = if frames.is_empty() {
+                pts_s + self.interval
+            } else {
+                self.next_t + self.interval
+            };
             self.next_t = self.next_t.max(pts_s);
             frames.push(self.to_rgb(pts_s)?);
         }
@@ -220,16 +267,30 @@ impl VideoSampler {
     }
 
     fn to_rgb(&mut self, pts_s: f64) -> Result<RgbFrame, MediaError> {
-        let src = (self.decoded.width(), self.decoded.height(), self.decoded.format());
+        let src = (
+            self.decoded.width(),
+            self.decoded.height(),
+            self.decoded.format(),
+        );
         let (w, h) = fit(src.0, src.1, self.opts.max_width, self.opts.max_height);
         if self.scaler.as_ref().map(|(_, k)| *k) != Some(src) {
-            let ctx = scaling::Context::get(src.2, src.0, src.1, Pixel::RGB24, w, h, scaling::Flags::AREA)
-                .map_err(MediaError::Decode)?;
+            let ctx = scaling::Context::get(
+                src.2,
+                src.0,
+                src.1,
+                Pixel::RGB24,
+                w,
+                h,
+                scaling::Flags::AREA,
+            )
+            .map_err(MediaError::Decode)?;
             self.scaler = Some((ctx, src));
         }
         let (scaler, _) = self.scaler.as_mut().expect("scaler set above");
         let mut rgb = frame::Video::empty();
-        scaler.run(&self.decoded, &mut rgb).map_err(MediaError::Decode)?;
+        scaler
+            .run(&self.decoded, &mut rgb)
+            .map_err(MediaError::Decode)?;
         let stride = rgb.stride(0);
         let row = w as usize * 3;
         let data = rgb.data(0);
@@ -237,14 +298,21 @@ impl VideoSampler {
         for y in 0..h as usize {
             packed.extend_from_slice(&data[y * stride..y * stride + row]);
         }
-        Ok(RgbFrame { pts_s, width: w, height: h, rgb: packed })
+        Ok(RgbFrame {
+            pts_s,
+            width: w,
+            height: h,
+            rgb: packed,
+        })
     }
 }
 
 /// Largest size inside `max_w × max_h` with the source's aspect, never larger
 /// than the source, with even dimensions (what most scalers prefer).
 fn fit(w: u32, h: u32, max_w: u32, max_h: u32) -> (u32, u32) {
-    let scale = (max_w as f64 / w as f64).min(max_h as f64 / h as f64).min(1.0);
+    let scale = (max_w as f64 / w as f64)
+        .min(max_h as f64 / h as f64)
+        .min(1.0);
     let even = |v: f64| ((v.round() as u32) & !1).max(2);
     (even(w as f64 * scale), even(h as f64 * scale))
 }
@@ -258,7 +326,12 @@ struct AudioMixer {
 
 impl AudioMixer {
     fn new(decoder: ff::decoder::Audio) -> Self {
-        Self { decoder, resampler: None, decoded: frame::Audio::empty(), samples: Vec::new() }
+        Self {
+            decoder,
+            resampler: None,
+            decoded: frame::Audio::empty(),
+            samples: Vec::new(),
+        }
     }
 
     fn target() -> Sample {
@@ -269,7 +342,8 @@ impl AudioMixer {
         while self.decoder.receive_frame(&mut self.decoded).is_ok() {
             if self.decoded.channel_layout().is_empty() {
                 let n = self.decoded.channels().max(1);
-                self.decoded.set_channel_layout(ChannelLayout::default(n as i32));
+                self.decoded
+                    .set_channel_layout(ChannelLayout::default(n as i32));
             }
             if self.resampler.is_none() {
                 let r = resampling::Context::get(
@@ -310,7 +384,11 @@ impl AudioMixer {
 
 fn push_samples(dst: &mut Vec<f32>, frame: &frame::Audio) {
     let bytes = &frame.data(0)[..frame.samples() * 4];
-    dst.extend(bytes.chunks_exact(4).map(|c| f32::from_ne_bytes(c.try_into().unwrap())));
+    dst.extend(
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes(c.try_into().unwrap())),
+    );
 }
 
 /// Where a decoded file's frames and audio lie inside its segment.
@@ -325,15 +403,25 @@ pub fn pack(decoded: &Decoded) -> Result<Packed, MediaError> {
     let mut offset = 0u64;
     let mut frames = Vec::with_capacity(decoded.frames.len());
     for f in &decoded.frames {
-        frames.push(FrameRef { offset, width: f.width, height: f.height, stride: f.width * 3, pts_s: f.pts_s });
+        frames.push(FrameRef {
+            offset,
+            width: f.width,
+            height: f.height,
+            stride: f.width * 3,
+            pts_s: f.pts_s,
+        });
         offset += f.rgb.len() as u64;
     }
     offset = offset.next_multiple_of(4); // f32 samples start aligned
-    let audio = decoded.audio.as_ref().filter(|a| !a.is_empty()).map(|a| AudioRef {
-        offset,
-        samples: a.len() as u64,
-        sample_rate: AUDIO_RATE,
-    });
+    let audio = decoded
+        .audio
+        .as_ref()
+        .filter(|a| !a.is_empty())
+        .map(|a| AudioRef {
+            offset,
+            samples: a.len() as u64,
+            sample_rate: AUDIO_RATE,
+        });
     let total = offset + audio.map_or(0, |a| a.samples * 4);
     let mut writer = SegmentWriter::create(total)?;
     let bytes = writer.bytes_mut();
@@ -346,7 +434,11 @@ pub fn pack(decoded: &Decoded) -> Result<Packed, MediaError> {
             chunk.copy_from_slice(&s.to_le_bytes());
         }
     }
-    Ok(Packed { segment: writer.seal()?, frames, audio })
+    Ok(Packed {
+        segment: writer.seal()?,
+        frames,
+        audio,
+    })
 }
 
 #[cfg(test)]
@@ -363,9 +455,18 @@ mod tests {
 
     #[test]
     fn extensions_map_to_kinds_case_insensitively() {
-        assert_eq!(kind_from_extension(Path::new("a/b.MP4")), Some(MediaKind::Video));
-        assert_eq!(kind_from_extension(Path::new("x.flac")), Some(MediaKind::Audio));
-        assert_eq!(kind_from_extension(Path::new("x.jpeg")), Some(MediaKind::Image));
+        assert_eq!(
+            kind_from_extension(Path::new("a/b.MP4")),
+            Some(MediaKind::Video)
+        );
+        assert_eq!(
+            kind_from_extension(Path::new("x.flac")),
+            Some(MediaKind::Audio)
+        );
+        assert_eq!(
+            kind_from_extension(Path::new("x.jpeg")),
+            Some(MediaKind::Image)
+        );
         assert_eq!(kind_from_extension(Path::new("notes.txt")), None);
         assert_eq!(kind_from_extension(Path::new("README")), None);
     }
@@ -374,8 +475,18 @@ mod tests {
     fn pack_lays_out_frames_then_aligned_audio() {
         let decoded = Decoded {
             frames: vec![
-                RgbFrame { pts_s: 0.0, width: 1, height: 1, rgb: vec![1, 2, 3] },
-                RgbFrame { pts_s: 0.5, width: 1, height: 1, rgb: vec![4, 5, 6] },
+                RgbFrame {
+                    pts_s: 0.0,
+                    width: 1,
+                    height: 1,
+                    rgb: vec![1, 2, 3],
+                },
+                RgbFrame {
+                    pts_s: 0.5,
+                    width: 1,
+                    height: 1,
+                    rgb: vec![4, 5, 6],
+                },
             ],
             audio: Some(vec![0.25, -1.0]),
             ..Default::default()
@@ -384,7 +495,12 @@ mod tests {
         assert_eq!(packed.frames[1].offset, 3);
         let a = packed.audio.unwrap();
         assert_eq!((a.offset, a.samples), (8, 2));
-        let view = vx_shm::SegmentView::open(std::process::id(), packed.segment.fd(), packed.segment.len()).unwrap();
+        let view = vx_shm::SegmentView::open(
+            std::process::id(),
+            packed.segment.fd(),
+            packed.segment.len(),
+        )
+        .unwrap();
         assert_eq!(view.slice(0, 6).unwrap(), &[1, 2, 3, 4, 5, 6]);
         assert_eq!(view.slice(12, 4).unwrap(), &(-1.0f32).to_le_bytes());
     }

@@ -7,13 +7,24 @@ use vx_media::{AUDIO_RATE, DecodeOptions, decode};
 use vx_plugin_protocol::MediaKind;
 
 fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg").args(["-nostdin", "-v", "error", "-y"]).args(args).output().expect("ffmpeg on PATH");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg on PATH");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Sign changes per second of a pure tone are twice its frequency.
 fn zero_crossings_per_s(samples: &[f32]) -> f64 {
-    let n = samples.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+    let n = samples
+        .windows(2)
+        .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+        .count();
     n as f64 / (samples.len() as f64 / AUDIO_RATE as f64)
 }
 
@@ -22,16 +33,34 @@ fn video_with_audio_gives_sampled_scaled_frames_and_16k_mono() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("v.mkv");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc=size=1280x720:rate=25:duration=3",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3",
-        "-ac", "2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "flac", p.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=1280x720:rate=25:duration=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=3",
+        "-ac",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "flac",
+        p.to_str().unwrap(),
     ]);
     let d = decode(&p, &DecodeOptions::default()).unwrap();
     assert_eq!(d.kind(), MediaKind::Video);
     assert_eq!((d.width, d.height), (Some(1280), Some(720)));
     assert_eq!(d.video_codec.as_deref(), Some("h264"));
     assert_eq!(d.audio_codec.as_deref(), Some("flac"));
-    assert!((d.duration_s.unwrap() - 3.0).abs() < 0.1, "{:?}", d.duration_s);
+    assert!(
+        (d.duration_s.unwrap() - 3.0).abs() < 0.1,
+        "{:?}",
+        d.duration_s
+    );
 
     // The first frame at or after each 0.5 s mark (frames are 0.04 s apart).
     let pts: Vec<f64> = d.frames.iter().map(|f| f.pts_s).collect();
@@ -51,15 +80,31 @@ fn video_with_audio_gives_sampled_scaled_frames_and_16k_mono() {
     let secs = audio.len() as f64 / AUDIO_RATE as f64;
     assert!((secs - 3.0).abs() < 0.05, "{secs} s of audio");
     let zc = zero_crossings_per_s(&audio);
-    assert!((zc - 880.0).abs() < 10.0, "440 Hz tone resampled to {zc} crossings/s");
+    assert!(
+        (zc - 880.0).abs() < 10.0,
+        "440 Hz tone resampled to {zc} crossings/s"
+    );
 }
 
 #[test]
 fn long_video_is_sampled_more_sparsely_to_respect_max_frames() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("long.mp4");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=20", "-c:v", "libx264", "-preset", "ultrafast", p.to_str().unwrap()]);
-    let opts = DecodeOptions { max_frames: 5, ..DecodeOptions::default() };
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=10:duration=20",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        p.to_str().unwrap(),
+    ]);
+    let opts = DecodeOptions {
+        max_frames: 5,
+        ..DecodeOptions::default()
+    };
     let d = decode(&p, &opts).unwrap();
     let pts: Vec<f64> = d.frames.iter().map(|f| f.pts_s).collect();
     assert_eq!(pts, [0.0, 4.0, 8.0, 12.0, 16.0]);
@@ -70,7 +115,13 @@ fn long_video_is_sampled_more_sparsely_to_respect_max_frames() {
 fn audio_only_and_still_images_get_their_kind() {
     let dir = tempfile::tempdir().unwrap();
     let mp3 = dir.path().join("a.mp3");
-    ffmpeg(&["-f", "lavfi", "-i", "sine=frequency=1000:duration=2", mp3.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=1000:duration=2",
+        mp3.to_str().unwrap(),
+    ]);
     let d = decode(&mp3, &DecodeOptions::default()).unwrap();
     assert_eq!(d.kind(), MediaKind::Audio);
     assert!(d.frames.is_empty());
@@ -78,7 +129,15 @@ fn audio_only_and_still_images_get_their_kind() {
     assert!((zc - 2000.0).abs() < 20.0, "{zc}");
 
     let jpg = dir.path().join("p.jpg");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=1000x500", "-frames:v", "1", jpg.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1000x500",
+        "-frames:v",
+        "1",
+        jpg.to_str().unwrap(),
+    ]);
     let d = decode(&jpg, &DecodeOptions::default()).unwrap();
     assert_eq!(d.kind(), MediaKind::Image);
     assert_eq!(d.duration_s, None);
@@ -92,5 +151,11 @@ fn garbage_is_an_error_not_a_panic() {
     let p = dir.path().join("x.mp4");
     std::fs::write(&p, [0u8, 1, 2, 3, 4, 5, 6, 7]).unwrap();
     assert!(decode(&p, &DecodeOptions::default()).is_err());
-    assert!(decode(Path::new("/nonexistent/file.mp4"), &DecodeOptions::default()).is_err());
+    assert!(
+        decode(
+            Path::new("/nonexistent/file.mp4"),
+            &DecodeOptions::default()
+        )
+        .is_err()
+    );
 }

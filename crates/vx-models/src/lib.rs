@@ -29,8 +29,15 @@ pub const FETCH_HINT: &str = "scripts/setup.sh (or models/vxmodels.py fetch)";
 pub enum ModelError {
     #[error("model {name} is not installed (no {path}): run {FETCH_HINT}")]
     NotInstalled { name: String, path: PathBuf },
-    #[error("model {name} at {path} is {actual} bytes, expected {expected}: run {FETCH_HINT} to fetch it again")]
-    WrongSize { name: String, path: PathBuf, actual: u64, expected: u64 },
+    #[error(
+        "model {name} at {path} is {actual} bytes, expected {expected}: run {FETCH_HINT} to fetch it again"
+    )]
+    WrongSize {
+        name: String,
+        path: PathBuf,
+        actual: u64,
+        expected: u64,
+    },
     #[error("unknown model {0:?}: not in models/manifest.toml")]
     Unknown(String),
     #[error("ONNX Runtime {ORT_VERSION} is not installed (no {0}): run scripts/setup.sh")]
@@ -61,11 +68,18 @@ struct Manifest {
 /// Every model in the manifest.
 pub fn manifest() -> &'static [ModelSpec] {
     static PARSED: OnceLock<Vec<ModelSpec>> = OnceLock::new();
-    PARSED.get_or_init(|| toml::from_str::<Manifest>(MANIFEST).expect("models/manifest.toml parses").model)
+    PARSED.get_or_init(|| {
+        toml::from_str::<Manifest>(MANIFEST)
+            .expect("models/manifest.toml parses")
+            .model
+    })
 }
 
 pub fn spec(name: &str) -> Result<&'static ModelSpec, ModelError> {
-    manifest().iter().find(|m| m.name == name).ok_or_else(|| ModelError::Unknown(name.to_owned()))
+    manifest()
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| ModelError::Unknown(name.to_owned()))
 }
 
 /// `cache_dir/models`, where `vxmodels.py` installs.
@@ -78,10 +92,17 @@ pub fn models_dir(cache_dir: &Path) -> PathBuf {
 pub fn model_path(name: &str, cache_dir: &Path) -> Result<PathBuf, ModelError> {
     let spec = spec(name)?;
     let path = models_dir(cache_dir).join(&spec.file);
-    let meta = std::fs::metadata(&path)
-        .map_err(|_| ModelError::NotInstalled { name: name.to_owned(), path: path.clone() })?;
+    let meta = std::fs::metadata(&path).map_err(|_| ModelError::NotInstalled {
+        name: name.to_owned(),
+        path: path.clone(),
+    })?;
     if meta.len() != spec.size {
-        return Err(ModelError::WrongSize { name: name.to_owned(), path, actual: meta.len(), expected: spec.size });
+        return Err(ModelError::WrongSize {
+            name: name.to_owned(),
+            path,
+            actual: meta.len(),
+            expected: spec.size,
+        });
     }
     Ok(path)
 }
@@ -95,7 +116,9 @@ pub fn installed(names: &[&str], cache_dir: &Path) -> bool {
 pub fn runtime_path(cache_dir: &Path) -> PathBuf {
     match std::env::var_os("ORT_DYLIB_PATH") {
         Some(p) => PathBuf::from(p),
-        None => cache_dir.join("onnxruntime").join(format!("libonnxruntime.so.{ORT_VERSION}")),
+        None => cache_dir
+            .join("onnxruntime")
+            .join(format!("libonnxruntime.so.{ORT_VERSION}")),
     }
 }
 
@@ -109,17 +132,30 @@ pub fn runtime(cache_dir: &Path) -> Result<&'static ort::environment::Environmen
     if !path.exists() {
         return Err(ModelError::RuntimeMissing(path));
     }
-    let runtime_err = |message: String| ModelError::Runtime { path: path.clone(), message };
+    let runtime_err = |message: String| ModelError::Runtime {
+        path: path.clone(),
+        message,
+    };
     let env = ort::init_from(&path).map_err(|e| runtime_err(e.to_string()))?;
-    let env = env.with_name("vx").build().map_err(|e| runtime_err(e.to_string()))?;
+    let env = env
+        .with_name("vx")
+        .build()
+        .map_err(|e| runtime_err(e.to_string()))?;
     Ok(ENV.get_or_init(|| env))
 }
 
 /// Opens model `name` with vx's session settings and `threads` intra-op threads.
-pub fn onnx_session(name: &str, cache_dir: &Path, threads: usize) -> Result<ort::session::Session, ModelError> {
+pub fn onnx_session(
+    name: &str,
+    cache_dir: &Path,
+    threads: usize,
+) -> Result<ort::session::Session, ModelError> {
     let path = model_path(name, cache_dir)?;
     let env = runtime(cache_dir)?;
-    let err = |message: String| ModelError::Session { name: name.to_owned(), message };
+    let err = |message: String| ModelError::Session {
+        name: name.to_owned(),
+        message,
+    };
     let builder = ort::session::Session::builder(env).map_err(|e| err(e.to_string()))?;
     #[cfg(feature = "cuda")]
     let builder = builder
@@ -150,7 +186,11 @@ mod tests {
         assert!(m.len() >= 8);
         for spec in m {
             assert_eq!(spec.sha256.len(), 64, "{}", spec.name);
-            assert!(spec.sha256.bytes().all(|b| b.is_ascii_hexdigit()), "{}", spec.name);
+            assert!(
+                spec.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}",
+                spec.name
+            );
             assert!(spec.size > 0, "{}", spec.name);
             assert!(!spec.license.is_empty(), "{}", spec.name);
         }
@@ -163,12 +203,22 @@ mod tests {
     #[test]
     fn a_missing_model_says_how_to_install_it() {
         let dir = tempfile::tempdir().unwrap();
-        let err = model_path("silero-vad", dir.path()).unwrap_err().to_string();
-        assert!(err.contains("model silero-vad is not installed") && err.contains("scripts/setup.sh"), "{err}");
+        let err = model_path("silero-vad", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model silero-vad is not installed") && err.contains("scripts/setup.sh"),
+            "{err}"
+        );
         std::fs::create_dir_all(models_dir(dir.path())).unwrap();
         std::fs::write(models_dir(dir.path()).join("silero_vad.onnx"), b"short").unwrap();
-        let err = model_path("silero-vad", dir.path()).unwrap_err().to_string();
+        let err = model_path("silero-vad", dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is 5 bytes"), "{err}");
-        assert!(matches!(model_path("nope", dir.path()), Err(ModelError::Unknown(_))));
+        assert!(matches!(
+            model_path("nope", dir.path()),
+            Err(ModelError::Unknown(_))
+        ));
     }
 }

@@ -36,7 +36,10 @@ pub trait Plugin {
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     #[error("cannot connect to vxd at {path}: {source}")]
-    Connect { path: String, source: std::io::Error },
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Wire(#[from] WireError),
 }
@@ -69,8 +72,16 @@ impl<'a> JobInput<'a> {
         if (r.stride as u64) < r.width as u64 * 3 {
             return Err(format!("frame stride {} < 3 × width {}", r.stride, r.width));
         }
-        let rgb = view.slice(r.offset, r.byte_len()).map_err(|e| e.to_string())?;
-        Ok(Frame { width: r.width, height: r.height, stride: r.stride, pts_s: r.pts_s, rgb })
+        let rgb = view
+            .slice(r.offset, r.byte_len())
+            .map_err(|e| e.to_string())?;
+        Ok(Frame {
+            width: r.width,
+            height: r.height,
+            stride: r.stride,
+            pts_s: r.pts_s,
+            rgb,
+        })
     }
 
     /// Every sampled frame, in presentation order.
@@ -80,9 +91,18 @@ impl<'a> JobInput<'a> {
 
     /// The audio track as mono samples, if the file has one.
     pub fn audio(&self) -> Result<Option<Vec<f32>>, String> {
-        let (Some(a), Some(view)) = (self.job.audio, self.view) else { return Ok(None) };
-        let bytes = view.slice(a.offset, a.samples * 4).map_err(|e| e.to_string())?;
-        Ok(Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()))
+        let (Some(a), Some(view)) = (self.job.audio, self.view) else {
+            return Ok(None);
+        };
+        let bytes = view
+            .slice(a.offset, a.samples * 4)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ))
     }
 }
 
@@ -91,9 +111,14 @@ impl<'a> JobInput<'a> {
 pub fn serve(plugin: &mut dyn Plugin, socket: &Path) -> Result<(), HostError> {
     let name = socket
         .to_fs_name::<GenericFilePath>()
-        .map_err(|source| HostError::Connect { path: socket.display().to_string(), source })?;
-    let conn = Stream::connect(name)
-        .map_err(|source| HostError::Connect { path: socket.display().to_string(), source })?;
+        .map_err(|source| HostError::Connect {
+            path: socket.display().to_string(),
+            source,
+        })?;
+    let conn = Stream::connect(name).map_err(|source| HostError::Connect {
+        path: socket.display().to_string(),
+        source,
+    })?;
     let mut reader = BufReader::new(&conn);
     serve_on(plugin, &mut reader, &mut &conn)
 }
@@ -119,9 +144,21 @@ pub fn serve_on(
         let span = tracing::info_span!("job", id = job.id, path = %job.path.display());
         let _enter = span.enter();
         match run_job(plugin, &job) {
-            Ok(outcome) => write_frame(writer, &HostToDaemon::Done(JobReply { id: job.id, outcome }))?,
+            Ok(outcome) => write_frame(
+                writer,
+                &HostToDaemon::Done(JobReply {
+                    id: job.id,
+                    outcome,
+                }),
+            )?,
             Err(message) => {
-                write_frame(writer, &HostToDaemon::Panicked { id: job.id, message })?;
+                write_frame(
+                    writer,
+                    &HostToDaemon::Panicked {
+                        id: job.id,
+                        message,
+                    },
+                )?;
                 std::process::exit(EXIT_PANIC);
             }
         }
@@ -138,7 +175,10 @@ fn run_job(plugin: &mut dyn Plugin, job: &Job) -> Result<Result<PluginOutput, St
             Err(e) => return Ok(Err(e.to_string())),
         }
     };
-    let input = JobInput { job, view: view.as_ref() };
+    let input = JobInput {
+        job,
+        view: view.as_ref(),
+    };
     catch_unwind(AssertUnwindSafe(|| plugin.process(&input))).map_err(|payload| {
         payload
             .downcast_ref::<&str>()
@@ -169,7 +209,10 @@ mod tests {
         fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, String> {
             let n = input.frames()?.len();
             Ok(PluginOutput {
-                segments: vec![SegmentResult { labels: vec![format!("{n} frames")], ..Default::default() }],
+                segments: vec![SegmentResult {
+                    labels: vec![format!("{n} frames")],
+                    ..Default::default()
+                }],
             })
         }
     }
@@ -180,7 +223,11 @@ mod tests {
             path: PathBuf::from("/x.png"),
             kind: MediaKind::Image,
             duration_s: None,
-            shm: ShmRef { pid: 0, fd: -1, len: 0 },
+            shm: ShmRef {
+                pid: 0,
+                fd: -1,
+                len: 0,
+            },
             frames: vec![],
             audio: None,
             artefact_dir: PathBuf::from("/tmp"),
@@ -204,7 +251,9 @@ mod tests {
         let mut out = vec![];
         serve_on(&mut Counter, &mut Cursor::new(input), &mut out).unwrap();
         let msgs = replies(out);
-        assert!(matches!(&msgs[0], HostToDaemon::Hello(h) if h.protocol == PROTOCOL_VERSION && h.plugin == "counter"));
+        assert!(
+            matches!(&msgs[0], HostToDaemon::Hello(h) if h.protocol == PROTOCOL_VERSION && h.plugin == "counter")
+        );
         let ids: Vec<u64> = msgs[1..]
             .iter()
             .map(|m| match m {
@@ -218,13 +267,26 @@ mod tests {
     #[test]
     fn unreadable_shared_memory_is_a_per_job_error_not_a_host_failure() {
         let mut job = empty_job(9);
-        job.frames.push(FrameRef { offset: 0, width: 1, height: 1, stride: 3, pts_s: 0.0 });
-        job.shm = ShmRef { pid: std::process::id(), fd: 987_654, len: 3 };
+        job.frames.push(FrameRef {
+            offset: 0,
+            width: 1,
+            height: 1,
+            stride: 3,
+            pts_s: 0.0,
+        });
+        job.shm = ShmRef {
+            pid: std::process::id(),
+            fd: 987_654,
+            len: 3,
+        };
         let input = encode(&DaemonToHost::Job(job)).unwrap();
         let mut out = vec![];
         serve_on(&mut Counter, &mut Cursor::new(input), &mut out).unwrap();
         match &replies(out)[1] {
-            HostToDaemon::Done(JobReply { id: 9, outcome: Err(e) }) => assert!(e.contains("/proc/"), "{e}"),
+            HostToDaemon::Done(JobReply {
+                id: 9,
+                outcome: Err(e),
+            }) => assert!(e.contains("/proc/"), "{e}"),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -232,7 +294,11 @@ mod tests {
     #[test]
     fn garbage_from_the_daemon_is_an_error() {
         let mut out = vec![];
-        let res = serve_on(&mut Counter, &mut Cursor::new(b"nonsense".to_vec()), &mut out);
+        let res = serve_on(
+            &mut Counter,
+            &mut Cursor::new(b"nonsense".to_vec()),
+            &mut out,
+        );
         assert!(matches!(res, Err(HostError::Wire(WireError::BadMagic(_)))));
     }
 }

@@ -49,7 +49,10 @@ pub enum HostToDaemon {
     Hello(Hello),
     Done(JobReply),
     /// The plugin panicked on job `id`; the host exits with [`EXIT_PANIC`] next.
-    Panicked { id: u64, message: String },
+    Panicked {
+        id: u64,
+        message: String,
+    },
 }
 
 /// A sealed memfd in the daemon, reachable as `/proc/{pid}/fd/{fd}`.

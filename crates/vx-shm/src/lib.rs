@@ -73,7 +73,8 @@ impl SegmentWriter {
     pub fn seal(self) -> Result<Segment, ShmError> {
         let Self { file, map, len } = self;
         drop(map); // F_SEAL_WRITE fails while a writable mapping exists
-        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+        let seals =
+            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
         // SAFETY: fcntl on an fd we own.
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
             return Err(ShmError::Seal(io::Error::last_os_error()));
@@ -116,7 +117,10 @@ impl SegmentView {
         let file = OpenOptions::new()
             .read(true)
             .open(&path)
-            .map_err(|source| ShmError::Open { path: path.clone(), source })?;
+            .map_err(|source| ShmError::Open {
+                path: path.clone(),
+                source,
+            })?;
         // SAFETY: fcntl on an fd we own.
         let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
         if seals < 0 || seals & libc::F_SEAL_WRITE == 0 {
@@ -124,7 +128,10 @@ impl SegmentView {
         }
         let actual = file.metadata().map_err(ShmError::Map)?.len();
         if actual != len.max(1) {
-            return Err(ShmError::SizeMismatch { expected: len.max(1), actual });
+            return Err(ShmError::SizeMismatch {
+                expected: len.max(1),
+                actual,
+            });
         }
         // SAFETY: the segment is sealed against writes and resizing, so the
         // mapping can neither change under us nor be truncated (no SIGBUS).
@@ -141,7 +148,11 @@ impl SegmentView {
         let end = offset.checked_add(len).filter(|&end| end <= self.len);
         match end {
             Some(end) => Ok(&self.map[offset as usize..end as usize]),
-            None => Err(ShmError::OutOfBounds { offset, len, size: self.len }),
+            None => Err(ShmError::OutOfBounds {
+                offset,
+                len,
+                size: self.len,
+            }),
         }
     }
 }
@@ -173,7 +184,10 @@ mod tests {
             (&f).write_all(b"X")
         });
         assert!(res.is_err(), "write to a sealed memfd must fail");
-        let res = OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(1));
+        let res = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(1));
         assert!(res.is_err(), "shrinking a sealed memfd must fail");
     }
 
@@ -181,8 +195,14 @@ mod tests {
     fn out_of_bounds_slice_is_an_error_not_a_panic() {
         let seg = sealed(&[0u8; 16]);
         let view = SegmentView::open(std::process::id(), seg.fd(), seg.len()).unwrap();
-        assert!(matches!(view.slice(10, 7), Err(ShmError::OutOfBounds { .. })));
-        assert!(matches!(view.slice(u64::MAX, 2), Err(ShmError::OutOfBounds { .. })));
+        assert!(matches!(
+            view.slice(10, 7),
+            Err(ShmError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            view.slice(u64::MAX, 2),
+            Err(ShmError::OutOfBounds { .. })
+        ));
     }
 
     #[test]

@@ -40,10 +40,13 @@ fn config() -> bincode::config::Configuration {
 
 /// Encodes `msg` as one frame into a fresh buffer.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
-    let payload =
-        bincode::serde::encode_to_vec(msg, config()).map_err(|e| WireError::Encode(e.to_string()))?;
+    let payload = bincode::serde::encode_to_vec(msg, config())
+        .map_err(|e| WireError::Encode(e.to_string()))?;
     if payload.len() as u64 > MAX_FRAME_LEN as u64 {
-        return Err(WireError::Oversize { len: payload.len() as u64, max: MAX_FRAME_LEN });
+        return Err(WireError::Oversize {
+            len: payload.len() as u64,
+            max: MAX_FRAME_LEN,
+        });
     }
     let mut frame = Vec::with_capacity(8 + payload.len());
     frame.extend_from_slice(&MAGIC);
@@ -70,14 +73,20 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, WireErro
     }
     let len = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
     if len > MAX_FRAME_LEN {
-        return Err(WireError::Oversize { len: len as u64, max: MAX_FRAME_LEN });
+        return Err(WireError::Oversize {
+            len: len as u64,
+            max: MAX_FRAME_LEN,
+        });
     }
     let mut payload = vec![0u8; len as usize];
     r.read_exact(&mut payload).map_err(eof_is_truncation)?;
     let (msg, used) = bincode::serde::decode_from_slice(&payload, config())
         .map_err(|e| WireError::Decode(e.to_string()))?;
     if used != payload.len() {
-        return Err(WireError::Decode(format!("{} trailing bytes", payload.len() - used)));
+        return Err(WireError::Decode(format!(
+            "{} trailing bytes",
+            payload.len() - used
+        )));
     }
     Ok(msg)
 }
@@ -98,7 +107,11 @@ fn read_header<R: Read>(r: &mut R, buf: &mut [u8; 8]) -> Result<(), WireError> {
 }
 
 fn eof_is_truncation(e: io::Error) -> WireError {
-    if e.kind() == io::ErrorKind::UnexpectedEof { WireError::Truncated } else { e.into() }
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        WireError::Truncated
+    } else {
+        e.into()
+    }
 }
 
 #[cfg(test)]
@@ -118,13 +131,19 @@ mod tests {
     #[test]
     fn frames_round_trip_back_to_back() {
         let a = Msg::Ping(7);
-        let b = Msg::Text { body: "héllo".into(), tags: vec!["x".into()] };
+        let b = Msg::Text {
+            body: "héllo".into(),
+            tags: vec!["x".into()],
+        };
         let mut buf = encode(&a).unwrap();
         buf.extend(encode(&b).unwrap());
         let mut r = Cursor::new(buf);
         assert_eq!(read_frame::<_, Msg>(&mut r).unwrap(), a);
         assert_eq!(read_frame::<_, Msg>(&mut r).unwrap(), b);
-        assert!(matches!(read_frame::<_, Msg>(&mut r), Err(WireError::Closed)));
+        assert!(matches!(
+            read_frame::<_, Msg>(&mut r),
+            Err(WireError::Closed)
+        ));
     }
 
     #[test]
@@ -142,7 +161,10 @@ mod tests {
     #[test]
     fn garbage_is_rejected_by_magic() {
         let mut r = Cursor::new(b"GET / HTTP/1.1\r\n".to_vec());
-        assert!(matches!(read_frame::<_, Msg>(&mut r), Err(WireError::BadMagic(_))));
+        assert!(matches!(
+            read_frame::<_, Msg>(&mut r),
+            Err(WireError::BadMagic(_))
+        ));
     }
 
     #[test]
@@ -151,7 +173,10 @@ mod tests {
         buf.extend_from_slice(&4u32.to_le_bytes());
         buf.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
         let mut r = Cursor::new(buf);
-        assert!(matches!(read_frame::<_, Msg>(&mut r), Err(WireError::Decode(_))));
+        assert!(matches!(
+            read_frame::<_, Msg>(&mut r),
+            Err(WireError::Decode(_))
+        ));
     }
 
     #[test]
@@ -170,7 +195,10 @@ mod tests {
 
     #[test]
     fn oversize_message_is_refused_on_send() {
-        let big = Msg::Text { body: "a".repeat(MAX_FRAME_LEN as usize + 1), tags: vec![] };
+        let big = Msg::Text {
+            body: "a".repeat(MAX_FRAME_LEN as usize + 1),
+            tags: vec![],
+        };
         assert!(matches!(encode(&big), Err(WireError::Oversize { .. })));
     }
 }

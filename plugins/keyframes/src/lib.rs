@@ -39,7 +39,10 @@ impl Plugin for Keyframes {
             return Ok(PluginOutput::default());
         }
         let job = input.job;
-        let end_of_file = job.duration_s.unwrap_or(0.0).max(frames.last().map_or(0.0, |f| f.pts_s));
+        let end_of_file = job
+            .duration_s
+            .unwrap_or(0.0)
+            .max(frames.last().map_or(0.0, |f| f.pts_s));
         let scenes = scene_starts(&frames);
         std::fs::create_dir_all(&job.artefact_dir)
             .map_err(|e| format!("cannot create {}: {e}", job.artefact_dir.display()))?;
@@ -71,7 +74,11 @@ pub fn scene_starts(frames: &[Frame<'_>]) -> Vec<usize> {
     let hists: Vec<[f32; 64]> = frames.iter().map(histogram).collect();
     let mut starts = vec![0];
     for i in 1..hists.len() {
-        let d: f32 = hists[i].iter().zip(&hists[i - 1]).map(|(a, b)| (a - b).abs()).sum();
+        let d: f32 = hists[i]
+            .iter()
+            .zip(&hists[i - 1])
+            .map(|(a, b)| (a - b).abs())
+            .sum();
         if d > CUT_THRESHOLD {
             starts.push(i);
         }
@@ -122,7 +129,9 @@ pub fn phash(f: &Frame<'_>) -> u64 {
     // cos table: c[k][x] = cos(pi * (2x + 1) * k / 2N)
     let c: Vec<[f32; N]> = (0..K)
         .map(|k| {
-            std::array::from_fn(|x| (std::f32::consts::PI * (2 * x + 1) as f32 * k as f32 / (2 * N) as f32).cos())
+            std::array::from_fn(|x| {
+                (std::f32::consts::PI * (2 * x + 1) as f32 * k as f32 / (2 * N) as f32).cos()
+            })
         })
         .collect();
     // Rows first (N×K), then columns (K×K).
@@ -142,13 +151,19 @@ pub fn phash(f: &Frame<'_>) -> u64 {
     let mut sorted = coeffs[1..].to_vec();
     sorted.sort_by(f32::total_cmp);
     let median = sorted[sorted.len() / 2];
-    coeffs.iter().enumerate().fold(0u64, |h, (i, &v)| if v > median { h | 1 << i } else { h })
+    coeffs
+        .iter()
+        .enumerate()
+        .fold(0u64, |h, (i, &v)| if v > median { h | 1 << i } else { h })
 }
 
 /// Box-filters the frame down to at most `THUMB_MAX_SIDE` and writes a JPEG.
 fn write_thumbnail(f: &Frame<'_>, path: &Path) -> Result<(), String> {
     let scale = (THUMB_MAX_SIDE as f32 / f.width.max(f.height) as f32).min(1.0);
-    let (tw, th) = (((f.width as f32 * scale) as usize).max(1), ((f.height as f32 * scale) as usize).max(1));
+    let (tw, th) = (
+        ((f.width as f32 * scale) as usize).max(1),
+        ((f.height as f32 * scale) as usize).max(1),
+    );
     let (w, h) = (f.width as usize, f.height as usize);
     let mut rgb = Vec::with_capacity(tw * th * 3);
     for ty in 0..th {
@@ -171,7 +186,8 @@ fn write_thumbnail(f: &Frame<'_>, path: &Path) -> Result<(), String> {
     let jpeg = encode_jpeg(&rgb, tw, th).map_err(|e| format!("jpeg encoding failed: {e}"))?;
     // Write then rename, so a reader never sees half a thumbnail.
     let tmp = path.with_extension("jpg.tmp");
-    std::fs::write(&tmp, jpeg).and_then(|_| std::fs::rename(&tmp, path))
+    std::fs::write(&tmp, jpeg)
+        .and_then(|_| std::fs::rename(&tmp, path))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
@@ -191,12 +207,22 @@ fn encode_jpeg(rgb: &[u8], w: usize, h: usize) -> std::io::Result<Vec<u8>> {
 /// A short stable tag for a path, so thumbnails of different files never clash.
 fn path_tag(path: &Path) -> String {
     // FNV-1a: stable across runs and platforms, unlike std's hasher.
-    let h = path.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
+    let h = path
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
     let name: String = path
         .file_stem()
-        .map(|s| s.to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect())
+        .map(|s| {
+            s.to_string_lossy()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(24)
+                .collect()
+        })
         .unwrap_or_default();
     format!("{name}-{h:016x}")
 }
@@ -206,11 +232,21 @@ mod tests {
     use super::*;
 
     fn solid(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
-        rgb.iter().copied().cycle().take((w * h * 3) as usize).collect()
+        rgb.iter()
+            .copied()
+            .cycle()
+            .take((w * h * 3) as usize)
+            .collect()
     }
 
     fn frame(data: &[u8], w: u32, h: u32, pts: f64) -> Frame<'_> {
-        Frame { width: w, height: h, stride: w * 3, pts_s: pts, rgb: data }
+        Frame {
+            width: w,
+            height: h,
+            stride: w * 3,
+            pts_s: pts,
+            rgb: data,
+        }
     }
 
     /// Diagonal gradient with a bright square whose position is `shift`.
@@ -220,7 +256,11 @@ mod tests {
             for x in 0..w {
                 let inside = (x + shift) % w < w / 3 && y < h / 2;
                 let g = ((x + y) * 255 / (w + h)) as u8;
-                v.extend(if inside { [250, 250, 250] } else { [g, g / 2, 255 - g] });
+                v.extend(if inside {
+                    [250, 250, 250]
+                } else {
+                    [g, g / 2, 255 - g]
+                });
             }
         }
         v
@@ -231,7 +271,11 @@ mod tests {
         let (w, h) = (64, 48);
         let a: Vec<Vec<u8>> = (0..4).map(|i| pattern(w, h, i * 3)).collect();
         let red = solid(w, h, [220, 20, 20]);
-        let mut frames: Vec<Frame<'_>> = a.iter().enumerate().map(|(i, d)| frame(d, w, h, i as f64)).collect();
+        let mut frames: Vec<Frame<'_>> = a
+            .iter()
+            .enumerate()
+            .map(|(i, d)| frame(d, w, h, i as f64))
+            .collect();
         frames.push(frame(&red, w, h, 4.0));
         frames.push(frame(&red, w, h, 5.0));
         assert_eq!(scene_starts(&frames), [0, 4]);
@@ -249,8 +293,16 @@ mod tests {
         let hb = phash(&frame(&base, w, h, 0.0));
         let hn = phash(&frame(&noisy, w, h, 0.0));
         let ho = phash(&frame(&other, w, h, 0.0));
-        assert!((hb ^ hn).count_ones() <= 4, "noise moved the hash {} bits", (hb ^ hn).count_ones());
-        assert!((hb ^ ho).count_ones() >= 10, "different pictures only {} bits apart", (hb ^ ho).count_ones());
+        assert!(
+            (hb ^ hn).count_ones() <= 4,
+            "noise moved the hash {} bits",
+            (hb ^ hn).count_ones()
+        );
+        assert!(
+            (hb ^ ho).count_ones() >= 10,
+            "different pictures only {} bits apart",
+            (hb ^ ho).count_ones()
+        );
     }
 
     #[test]
@@ -264,7 +316,10 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(&bytes[..3], &[0xff, 0xd8, 0xff], "JPEG SOI marker");
         // SOF0/SOF2 carries height then width, big-endian.
-        let sof = bytes.windows(2).position(|m| m == [0xff, 0xc0] || m == [0xff, 0xc2]).unwrap();
+        let sof = bytes
+            .windows(2)
+            .position(|m| m == [0xff, 0xc0] || m == [0xff, 0xc2])
+            .unwrap();
         let th = u16::from_be_bytes([bytes[sof + 5], bytes[sof + 6]]);
         let tw = u16::from_be_bytes([bytes[sof + 7], bytes[sof + 8]]);
         assert_eq!((tw, th), (320, 180));

@@ -43,10 +43,17 @@ impl Misbehave {
             },
             _ => {}
         }
-        let hello_protocol = if mode == "wrong-protocol" { PROTOCOL_VERSION + 1000 } else { PROTOCOL_VERSION };
+        let hello_protocol = if mode == "wrong-protocol" {
+            PROTOCOL_VERSION + 1000
+        } else {
+            PROTOCOL_VERSION
+        };
         // Tests bump the version to check that only this plugin re-runs.
         let version = std::env::var("VX_MISBEHAVE_VERSION").unwrap_or_else(|_| "1".into());
-        Self { hello_protocol, version }
+        Self {
+            hello_protocol,
+            version,
+        }
     }
 }
 
@@ -64,7 +71,12 @@ impl Plugin for Misbehave {
     }
 
     fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, String> {
-        let name = input.job.path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+        let name = input
+            .job
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
         let has = |w: &str| name.contains(w);
         if has("segv") {
             // SAFETY: restoring the default action and raising a signal.
@@ -107,9 +119,12 @@ impl Plugin for Misbehave {
 /// Writes raw bytes onto the host's socket to vxd, behind the host loop's
 /// back: the one socket among this process's fds.
 fn write_to_daemon(bytes: &[u8]) {
-    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
     for e in fds.flatten() {
-        let is_socket = std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+        let is_socket =
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
         let fd: i32 = e.file_name().to_string_lossy().parse().unwrap_or(-1);
         if is_socket && fd >= 0 {
             // SAFETY: the fd is open; ManuallyDrop keeps the host loop's socket open.
