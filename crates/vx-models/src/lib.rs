@@ -58,6 +58,9 @@ pub struct ModelSpec {
     pub license: String,
     #[serde(default)]
     pub default: bool,
+    /// The plugin that cannot start without this model, for default models.
+    #[serde(default)]
+    pub plugin: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +110,22 @@ pub fn model_path(name: &str, cache_dir: &Path) -> Result<PathBuf, ModelError> {
     Ok(path)
 }
 
+/// Why `plugin` cannot start here: its first default model that is missing or
+/// damaged. `None` when everything it needs is installed.
+pub fn missing_for_plugin(plugin: &str, cache_dir: &Path) -> Option<ModelError> {
+    manifest()
+        .iter()
+        .filter(|m| m.default && m.plugin.as_deref() == Some(plugin))
+        .find_map(|m| model_path(&m.name, cache_dir).err())
+        .or_else(|| {
+            let needs_runtime = manifest()
+                .iter()
+                .any(|m| m.plugin.as_deref() == Some(plugin) && m.file.ends_with(".onnx"));
+            let lib = runtime_path(cache_dir);
+            (needs_runtime && !lib.exists()).then_some(ModelError::RuntimeMissing(lib))
+        })
+}
+
 /// Whether every file of `names` is installed.
 pub fn installed(names: &[&str], cache_dir: &Path) -> bool {
     names.iter().all(|n| model_path(n, cache_dir).is_ok())
@@ -150,6 +169,19 @@ pub fn onnx_session(
     cache_dir: &Path,
     threads: usize,
 ) -> Result<ort::session::Session, ModelError> {
+    onnx_session_at(name, cache_dir, threads, GraphOptimizationLevel::Level3)
+}
+
+pub use ort::session::builder::GraphOptimizationLevel;
+
+/// [`onnx_session`] at another graph optimisation level; for benchmarks
+/// that compare levels.
+pub fn onnx_session_at(
+    name: &str,
+    cache_dir: &Path,
+    threads: usize,
+    level: GraphOptimizationLevel,
+) -> Result<ort::session::Session, ModelError> {
     let path = model_path(name, cache_dir)?;
     let env = runtime(cache_dir)?;
     let err = |message: String| ModelError::Session {
@@ -166,7 +198,7 @@ pub fn onnx_session(
         ])
         .map_err(|e| err(e.to_string()))?;
     builder
-        .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)
+        .with_optimization_level(level)
         .map_err(|e| err(e.to_string()))?
         .with_intra_threads(threads.max(1))
         .map_err(|e| err(e.to_string()))?
@@ -198,6 +230,14 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), m.len(), "duplicate model names");
+    }
+
+    #[test]
+    fn a_plugin_is_missing_its_first_absent_model_and_nothing_without_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = missing_for_plugin("ocr", dir.path()).unwrap().to_string();
+        assert!(err.contains("model ppocr-v4-det is not installed"), "{err}");
+        assert!(missing_for_plugin("keyframes", dir.path()).is_none());
     }
 
     #[test]

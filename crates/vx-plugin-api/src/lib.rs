@@ -1,10 +1,10 @@
 //! What a plugin author implements ([`Plugin`]) and the loop that serves it in
 //! a `vx-plugin-host` process ([`serve`]).
 //!
-//! A plugin sees one [`JobInput`] at a time: the job's metadata plus read-only
-//! views of its frames and audio in the daemon's shared memory. It returns
-//! what it found, or an error string that the daemon records for that file
-//! only. A panic inside [`Plugin::process`] is reported for that job and then
+//! A plugin says once what it needs decoded ([`Plugin::needs`]), then sees one
+//! [`JobInput`] at a time: the job's metadata plus read-only views of its
+//! frames and audio in the daemon's shared memory. It returns what it found,
+//! or a [`PluginError`] that the daemon records for that file only. A panic inside [`Plugin::process`] is reported for that job and then
 //! ends the host with [`EXIT_PANIC`]: a plugin that panicked may hold broken
 //! state, and the daemon starts a fresh host.
 
@@ -13,24 +13,60 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
+pub use vx_plugin_protocol::{Detection, Needs, PluginError, PluginOutput, SegmentResult};
 use vx_plugin_protocol::{
     DaemonToHost, EXIT_PANIC, FrameRef, Hello, HostToDaemon, Job, JobReply, PROTOCOL_VERSION,
-    PluginOutput,
 };
 use vx_shm::SegmentView;
 use vx_wire::{WireError, read_frame, write_frame};
 
+/// A plugin: one model (or a few) run on one file at a time.
+///
+/// ```
+/// use vx_plugin_api::{JobInput, Needs, Plugin, PluginError, PluginOutput, SegmentResult};
+///
+/// /// Tags every file that has frames.
+/// struct HasPictures;
+///
+/// impl Plugin for HasPictures {
+///     fn name(&self) -> &str { "has-pictures" }
+///     fn version(&self) -> &str { "1" }
+///     fn needs(&self) -> Needs { Needs { frame_max_side: Some(64), audio: false } }
+///     fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {
+///         let frames = input.frames()?;
+///         let segments = frames
+///             .first()
+///             .map(|_| SegmentResult { labels: vec!["pictures".into()], ..Default::default() })
+///             .into_iter()
+///             .collect();
+///         Ok(PluginOutput { segments })
+///     }
+/// }
+/// ```
 pub trait Plugin {
     /// The name the daemon knows this plugin by (`--plugin NAME`).
     fn name(&self) -> &str;
     /// Changes whenever the plugin's output for the same file would change.
     fn version(&self) -> &str;
-    fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, String>;
+    /// What vxd should decode for this plugin; asked once, when the host starts.
+    fn needs(&self) -> Needs;
+    /// Everything the plugin found in one file. An `Err` fails this file for
+    /// this plugin only; a panic ends the host.
+    fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError>;
     /// The protocol version announced in Hello. Only the fault-injecting test
     /// plugin overrides this.
     fn hello_protocol(&self) -> u32 {
         PROTOCOL_VERSION
     }
+}
+
+/// What a host is started with, for plugins that open models.
+#[derive(Debug, Clone)]
+pub struct HostContext {
+    /// Where `vx_models` finds installed models and ONNX Runtime.
+    pub cache_dir: std::path::PathBuf,
+    /// Threads the plugin may use for inference.
+    pub threads: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +81,7 @@ pub enum HostError {
 }
 
 /// One RGB24 frame, borrowed from shared memory.
+#[derive(Clone, Copy)]
 pub struct Frame<'a> {
     pub width: u32,
     pub height: u32,
@@ -59,6 +96,12 @@ impl Frame<'_> {
         let start = y as usize * self.stride as usize;
         &self.rgb[start..start + self.width as usize * 3]
     }
+
+    /// The `[r, g, b]` pixel at (`x`, `y`).
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = y as usize * self.stride as usize + x as usize * 3;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
 }
 
 pub struct JobInput<'a> {
@@ -67,10 +110,10 @@ pub struct JobInput<'a> {
 }
 
 impl<'a> JobInput<'a> {
-    fn frame_at(&self, r: &FrameRef) -> Result<Frame<'a>, String> {
+    fn frame_at(&self, r: &FrameRef) -> Result<Frame<'a>, PluginError> {
         let view = self.view.ok_or("job has no shared memory")?;
         if (r.stride as u64) < r.width as u64 * 3 {
-            return Err(format!("frame stride {} < 3 × width {}", r.stride, r.width));
+            return Err(format!("frame stride {} < 3 × width {}", r.stride, r.width).into());
         }
         let rgb = view
             .slice(r.offset, r.byte_len())
@@ -84,13 +127,30 @@ impl<'a> JobInput<'a> {
         })
     }
 
-    /// Every sampled frame, in presentation order.
-    pub fn frames(&self) -> Result<Vec<Frame<'a>>, String> {
+    /// Every sampled frame, in presentation order. Near-identical frames in
+    /// a row were sent once, so a frame stands for the time until the next.
+    pub fn frames(&self) -> Result<Vec<Frame<'a>>, PluginError> {
         self.job.frames.iter().map(|r| self.frame_at(r)).collect()
     }
 
+    /// The time each frame stands for: from its own time to the next frame's,
+    /// the last one to the end of the file. A still's one frame covers 0 to 0.
+    pub fn frame_spans(&self, frames: &[Frame<'_>]) -> Vec<(f64, f64)> {
+        let end_of_file = self
+            .job
+            .duration_s
+            .unwrap_or(0.0)
+            .max(frames.last().map_or(0.0, |f| f.pts_s));
+        (0..frames.len())
+            .map(|i| {
+                let end = frames.get(i + 1).map_or(end_of_file, |n| n.pts_s);
+                (frames[i].pts_s, end)
+            })
+            .collect()
+    }
+
     /// The audio track as mono samples, if the file has one.
-    pub fn audio(&self) -> Result<Option<Vec<f32>>, String> {
+    pub fn audio(&self) -> Result<Option<Vec<f32>>, PluginError> {
         let (Some(a), Some(view)) = (self.job.audio, self.view) else {
             return Ok(None);
         };
@@ -135,6 +195,7 @@ pub fn serve_on(
         plugin_version: plugin.version().to_owned(),
     };
     write_frame(writer, &HostToDaemon::Hello(hello))?;
+    write_frame(writer, &HostToDaemon::Needs(plugin.needs()))?;
     loop {
         let job = match read_frame(reader) {
             Ok(DaemonToHost::Job(job)) => job,
@@ -144,14 +205,14 @@ pub fn serve_on(
         let span = tracing::info_span!("job", id = job.id, path = %job.path.display());
         let _enter = span.enter();
         match run_job(plugin, &job) {
-            Ok(outcome) => write_frame(
+            JobOutcome::Finished(outcome) => write_frame(
                 writer,
                 &HostToDaemon::Done(JobReply {
                     id: job.id,
                     outcome,
                 }),
             )?,
-            Err(message) => {
+            JobOutcome::Panicked(message) => {
                 write_frame(
                     writer,
                     &HostToDaemon::Panicked {
@@ -165,27 +226,37 @@ pub fn serve_on(
     }
 }
 
-/// The plugin's outcome, or `Err(panic message)`.
-fn run_job(plugin: &mut dyn Plugin, job: &Job) -> Result<Result<PluginOutput, String>, String> {
+/// How one job ended inside the host.
+enum JobOutcome {
+    /// The plugin returned, with its results or its error for this file.
+    Finished(Result<PluginOutput, PluginError>),
+    /// The plugin panicked, with this message; the host must exit.
+    Panicked(String),
+}
+
+fn run_job(plugin: &mut dyn Plugin, job: &Job) -> JobOutcome {
     let view = if job.frames.is_empty() && job.audio.is_none() {
         None
     } else {
         match SegmentView::open(job.shm.pid, job.shm.fd, job.shm.len) {
             Ok(v) => Some(v),
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => return JobOutcome::Finished(Err(PluginError::new(e.to_string()))),
         }
     };
     let input = JobInput {
         job,
         view: view.as_ref(),
     };
-    catch_unwind(AssertUnwindSafe(|| plugin.process(&input))).map_err(|payload| {
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into())
-    })
+    match catch_unwind(AssertUnwindSafe(|| plugin.process(&input))) {
+        Ok(outcome) => JobOutcome::Finished(outcome),
+        Err(payload) => JobOutcome::Panicked(
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into()),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -193,7 +264,7 @@ mod tests {
     use std::io::Cursor;
     use std::path::PathBuf;
 
-    use vx_plugin_protocol::{MediaKind, SegmentResult, ShmRef};
+    use vx_plugin_protocol::{MediaKind, ShmRef};
     use vx_wire::encode;
 
     use super::*;
@@ -206,7 +277,13 @@ mod tests {
         fn version(&self) -> &str {
             "1"
         }
-        fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, String> {
+        fn needs(&self) -> Needs {
+            Needs {
+                frame_max_side: Some(32),
+                audio: false,
+            }
+        }
+        fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {
             let n = input.frames()?.len();
             Ok(PluginOutput {
                 segments: vec![SegmentResult {
@@ -254,7 +331,8 @@ mod tests {
         assert!(
             matches!(&msgs[0], HostToDaemon::Hello(h) if h.protocol == PROTOCOL_VERSION && h.plugin == "counter")
         );
-        let ids: Vec<u64> = msgs[1..]
+        assert_eq!(msgs[1], HostToDaemon::Needs(Counter.needs()));
+        let ids: Vec<u64> = msgs[2..]
             .iter()
             .map(|m| match m {
                 HostToDaemon::Done(r) => r.id,
@@ -282,11 +360,11 @@ mod tests {
         let input = encode(&DaemonToHost::Job(job)).unwrap();
         let mut out = vec![];
         serve_on(&mut Counter, &mut Cursor::new(input), &mut out).unwrap();
-        match &replies(out)[1] {
+        match &replies(out)[2] {
             HostToDaemon::Done(JobReply {
                 id: 9,
                 outcome: Err(e),
-            }) => assert!(e.contains("/proc/"), "{e}"),
+            }) => assert!(e.message.contains("/proc/"), "{e}"),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -5,10 +5,12 @@
 //! 1. the host connects and sends [`HostToDaemon::Hello`] (its shape is frozen
 //!    so that any two versions can at least tell each other apart);
 //! 2. the daemon checks [`Hello::protocol`] against [`PROTOCOL_VERSION`];
-//! 3. the daemon sends [`DaemonToHost::Job`]s one at a time and the host answers
+//! 3. the host says what it needs decoded ([`HostToDaemon::Needs`]): frames at
+//!    which size, and whether audio; vxd decodes each file once for all hosts;
+//! 4. the daemon sends [`DaemonToHost::Job`]s one at a time and the host answers
 //!    each with [`HostToDaemon::Done`]; a plugin's failure on one file is data in
 //!    that reply, not a transport error;
-//! 4. [`DaemonToHost::Shutdown`] (or EOF) ends the host.
+//! 5. [`DaemonToHost::Shutdown`] (or EOF) ends the host.
 //!
 //! A plugin that panics is answered with [`HostToDaemon::Panicked`] instead,
 //! and its host exits: the daemon treats that like a crash.
@@ -22,7 +24,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Exit status of a host whose plugin panicked (after it sent
 /// [`HostToDaemon::Panicked`]).
@@ -53,6 +55,66 @@ pub enum HostToDaemon {
         id: u64,
         message: String,
     },
+    /// Sent once, right after Hello.
+    Needs(Needs),
+}
+
+/// What a plugin wants decoded for it. vxd decodes each file once and scales
+/// its frames once per distinct size that its hosts ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Needs {
+    /// Frames fitted inside `max_side × max_side` (aspect kept, never
+    /// upscaled); `None` for a plugin that looks at no pictures.
+    pub frame_max_side: Option<u32>,
+    /// The 16 kHz mono audio track.
+    pub audio: bool,
+}
+
+/// Why a plugin could not process one file: data in its reply, recorded for
+/// that file and plugin only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginError {
+    pub message: String,
+    /// What the user can do about it, if anything.
+    pub help: Option<String>,
+}
+
+impl PluginError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+impl std::fmt::Display for PluginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        match &self.help {
+            Some(help) => write!(f, " ({help})"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+impl From<String> for PluginError {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<&str> for PluginError {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
 }
 
 /// A sealed memfd in the daemon, reachable as `/proc/{pid}/fd/{fd}`.
@@ -123,7 +185,7 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobReply {
     pub id: u64,
-    pub outcome: Result<PluginOutput, String>,
+    pub outcome: Result<PluginOutput, PluginError>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -143,4 +205,26 @@ pub struct SegmentResult {
     /// 64-bit perceptual hash of the representative frame.
     pub phash: Option<u64>,
     pub thumbnail: Option<PathBuf>,
+    /// The most faces visible at once in this range.
+    pub faces: u32,
+    /// What was found, with where: boxes of objects and faces, lines of text.
+    pub detections: Vec<Detection>,
+}
+
+/// One thing found in one frame. Coordinates are fractions of the frame's
+/// width and height (0 to 1), so they hold at any decoded size.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// "person", "bus", "face", "text", …
+    pub label: String,
+    pub score: f32,
+    /// x0, y0, x1, y1.
+    pub bbox: [f32; 4],
+    /// Points of interest inside the box (a face's eyes, nose and mouth
+    /// corners), as (x, y).
+    pub landmarks: Vec<[f32; 2]>,
+    /// The words read inside the box (OCR).
+    pub text: String,
+    /// When the frame it was found in was shown, in seconds.
+    pub pts_s: f64,
 }

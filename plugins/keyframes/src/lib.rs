@@ -16,11 +16,12 @@
 
 use std::path::Path;
 
-use vx_plugin_api::{Frame, JobInput, Plugin};
-use vx_plugin_protocol::{PluginOutput, SegmentResult};
+use vx_plugin_api::{Frame, JobInput, Needs, Plugin, PluginError, PluginOutput, SegmentResult};
 
 pub const CUT_THRESHOLD: f32 = 0.6;
 pub const THUMB_MAX_SIDE: u32 = 320;
+/// Frames this size are plenty for histograms, hashes and thumbnails.
+pub const FRAME_MAX_SIDE: u32 = 640;
 
 pub struct Keyframes;
 
@@ -33,16 +34,20 @@ impl Plugin for Keyframes {
         "1"
     }
 
-    fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, String> {
+    fn needs(&self) -> Needs {
+        Needs {
+            frame_max_side: Some(FRAME_MAX_SIDE),
+            audio: false,
+        }
+    }
+
+    fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {
         let frames = input.frames()?;
         if frames.is_empty() {
             return Ok(PluginOutput::default());
         }
         let job = input.job;
-        let end_of_file = job
-            .duration_s
-            .unwrap_or(0.0)
-            .max(frames.last().map_or(0.0, |f| f.pts_s));
+        let spans = input.frame_spans(&frames);
         let scenes = scene_starts(&frames);
         std::fs::create_dir_all(&job.artefact_dir)
             .map_err(|e| format!("cannot create {}: {e}", job.artefact_dir.display()))?;
@@ -53,7 +58,7 @@ impl Plugin for Keyframes {
             let last = next.map_or(frames.len() - 1, |n| n - 1);
             let rep = &frames[(first + last) / 2];
             let start_s = if i == 0 { 0.0 } else { frames[first].pts_s };
-            let end_s = next.map_or(end_of_file, |n| frames[n].pts_s);
+            let end_s = spans[last].1;
             let thumb = job.artefact_dir.join(format!("{stem}-{i:04}.jpg"));
             write_thumbnail(rep, &thumb)?;
             segments.push(SegmentResult {
@@ -63,6 +68,7 @@ impl Plugin for Keyframes {
                 labels: vec!["scene".into(), "keyframe".into()],
                 phash: Some(phash(rep)),
                 thumbnail: Some(thumb),
+                ..Default::default()
             });
         }
         Ok(PluginOutput { segments })

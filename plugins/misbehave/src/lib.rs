@@ -25,7 +25,8 @@ use std::io::Write;
 use std::os::fd::FromRawFd;
 
 use vx_plugin_api::{JobInput, Plugin};
-use vx_plugin_protocol::{PROTOCOL_VERSION, PluginOutput, SegmentResult};
+use vx_plugin_api::{Needs, PluginError, PluginOutput, SegmentResult};
+use vx_plugin_protocol::PROTOCOL_VERSION;
 
 pub struct Misbehave {
     hello_protocol: u32,
@@ -70,7 +71,14 @@ impl Plugin for Misbehave {
         self.hello_protocol
     }
 
-    fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, String> {
+    fn needs(&self) -> Needs {
+        Needs {
+            frame_max_side: Some(640),
+            audio: true,
+        }
+    }
+
+    fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {
         let name = input
             .job
             .path
