@@ -25,6 +25,32 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// Where setup installed models, ONNX Runtime and test photos.
+pub fn installed_cache() -> PathBuf {
+    match std::env::var_os("VX_CACHE_DIR") {
+        Some(d) => d.into(),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"))
+            .join("vx"),
+    }
+}
+
+/// A real photo from a package that setup installs.
+pub fn test_photo(path: &str) -> PathBuf {
+    let p = if path.starts_with('/') {
+        PathBuf::from(path)
+    } else {
+        installed_cache().join("testdata").join(path)
+    };
+    assert!(p.exists(), "{} missing: run scripts/setup.sh", p.display());
+    p
+}
+
+/// PASCAL VOC photos with ground truth, from Debian's labelme-examples.
+pub const VOC_PHOTOS: &str =
+    "/usr/share/doc/labelme-examples/examples/bbox_detection/data_dataset_voc/JPEGImages";
+
 /// Runs ffmpeg with `args`, panicking with its stderr on failure.
 pub fn ffmpeg(args: &[&str]) {
     let out = Command::new("ffmpeg")
@@ -155,12 +181,41 @@ impl Daemon {
     }
 
     /// Like [`start`](Self::start), with extra config lines and environment.
+    /// Its cache has no models, so only plugins without models run.
     pub fn start_with(
         extra_toml: &str,
         env: &[(&str, &str)],
         populate: impl FnOnce(&Path),
     ) -> Daemon {
+        Self::launch(extra_toml, env, false, populate)
+    }
+
+    /// Like [`start_with`](Self::start_with), with the models and ONNX
+    /// Runtime that setup installed.
+    pub fn start_with_models(extra_toml: &str, populate: impl FnOnce(&Path)) -> Daemon {
+        Self::launch(extra_toml, &[], true, populate)
+    }
+
+    fn launch(
+        extra_toml: &str,
+        env: &[(&str, &str)],
+        models: bool,
+        populate: impl FnOnce(&Path),
+    ) -> Daemon {
         let root = tempfile::tempdir().expect("temp dir");
+        if models {
+            let cache = root.path().join("cache");
+            std::fs::create_dir_all(&cache).unwrap();
+            for dir in ["models", "onnxruntime"] {
+                let installed = installed_cache().join(dir);
+                assert!(
+                    installed.is_dir(),
+                    "{} missing: run scripts/setup.sh",
+                    installed.display()
+                );
+                std::os::unix::fs::symlink(installed, cache.join(dir)).unwrap();
+            }
+        }
         let media = root.path().join("media");
         std::fs::create_dir_all(&media).unwrap();
         populate(&media);

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
 use vx_ctl_protocol::{
     ClientHello, DaemonHello, FileReport, Hit, PROTOCOL_VERSION, Reply, Request, RetryReply,
-    RetryRequest, SearchReply, SearchRequest, Status,
+    RetryRequest, SearchFilters, SearchReply, SearchRequest, Status,
 };
 use vx_wire::{read_frame, write_frame};
 
@@ -78,14 +78,29 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<f64>,
     },
-    /// Search file names, metadata and what the plugins found.
+    /// Search file names, metadata and what the plugins found: objects
+    /// (`bus`, `dog`), faces, text read on screen.
     ///
-    /// All words must match. Hits inside a video carry the time range.
+    /// All words must match; `"exact phrase"` in quotes matches the phrase.
+    /// Hits inside a video carry the time range. The filters narrow the hits;
+    /// with filters alone, everything that passes them is listed.
+    #[command(arg_required_else_help = true)]
     Search {
-        /// What to look for, e.g. `beach` or `h264 1920x1080`.
-        #[arg(required = true, num_args = 1..)]
+        /// What to look for, e.g. `bus`, `"q3 roadmap"` or `h264 1920x1080`.
+        #[arg(num_args = 0..)]
         query: Vec<String>,
-        /// Print JSON: {"hits":[{path, kind, score, start_s, end_s, snippet, fields}]}.
+        /// Only hits with this label, exactly (`person`, `bus`, `dining table`,
+        /// `face`, `text`, `scene`); repeat for several.
+        #[arg(long, value_name = "NAME")]
+        label: Vec<String>,
+        /// Only hits where this was found; repeat for several.
+        #[arg(long, value_enum)]
+        has: Vec<Has>,
+        /// Only files of this kind.
+        #[arg(long, value_enum)]
+        kind: Option<Kind>,
+        /// Print JSON: {"hits":[{path, kind, score, start_s, end_s, snippet,
+        /// highlights, fields, labels, faces, plugin}]}.
         #[arg(long)]
         json: bool,
         /// At most this many hits.
@@ -225,8 +240,24 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        Command::Search { query, json, limit } => {
-            let reply = Client::connect(&socket)?.search(&query.join(" "), limit)?;
+        Command::Search {
+            query,
+            label,
+            has,
+            kind,
+            json,
+            limit,
+        } => {
+            let filters = SearchFilters {
+                labels: label,
+                has: has.iter().map(|h| h.as_str().to_owned()).collect(),
+                kind: kind.map(|k| k.as_str().to_owned()),
+            };
+            let reply = Client::connect(&socket)?.search(SearchRequest {
+                query: query.join(" "),
+                limit,
+                filters,
+            })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reply)?);
             } else {
@@ -328,11 +359,8 @@ impl Client {
         }
     }
 
-    fn search(&mut self, query: &str, limit: u32) -> anyhow::Result<SearchReply> {
-        match self.call(&Request::Search(SearchRequest {
-            query: query.to_owned(),
-            limit,
-        }))? {
+    fn search(&mut self, req: SearchRequest) -> anyhow::Result<SearchReply> {
+        match self.call(&Request::Search(req))? {
             Reply::Search(s) => Ok(s),
             other => bail!("unexpected reply from vxd: {other:?}"),
         }
@@ -545,8 +573,82 @@ fn print_hits(hits: &[Hit]) {
             (Some(a), Some(b)) => format!("  {}–{}", timestamp(a), timestamp(b)),
             _ => String::new(),
         };
-        println!("{:>3}. {}  [{}]{range}", i + 1, h.path.display(), h.kind);
-        println!("     {}  (matched: {})", h.snippet, h.fields.join(", "));
+        let faces = match h.faces {
+            0 => String::new(),
+            1 => "  1 face".into(),
+            n => format!("  {n} faces"),
+        };
+        println!(
+            "{:>3}. {}  [{}]{range}{faces}",
+            i + 1,
+            h.path.display(),
+            h.kind
+        );
+        let matched = if h.fields.is_empty() {
+            String::new()
+        } else {
+            format!("  (matched: {})", h.fields.join(", "))
+        };
+        println!("     {}{matched}", highlighted(&h.snippet, &h.highlights));
+    }
+}
+
+/// `snippet` with its matched ranges in bold on a terminal, else as is.
+fn highlighted(snippet: &str, ranges: &[[u32; 2]]) -> String {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return snippet.to_owned();
+    }
+    let mut out = String::with_capacity(snippet.len() + ranges.len() * 8);
+    let mut at = 0;
+    for &[a, b] in ranges {
+        let (a, b) = (a as usize, b as usize);
+        let (Some(before), Some(word)) = (snippet.get(at..a), snippet.get(a..b)) else {
+            continue;
+        };
+        out.push_str(before);
+        out.push_str("\x1b[1m");
+        out.push_str(word);
+        out.push_str("\x1b[0m");
+        at = b;
+    }
+    out.push_str(snippet.get(at..).unwrap_or_default());
+    out
+}
+
+/// `vxctl search --has`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Has {
+    /// A face is visible.
+    Faces,
+    /// Words were read on screen (or heard).
+    Text,
+}
+
+impl Has {
+    fn as_str(self) -> &'static str {
+        match self {
+            Has::Faces => "faces",
+            Has::Text => "text",
+        }
+    }
+}
+
+/// `vxctl search --kind`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Kind {
+    Video,
+    Audio,
+    Image,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Video => "video",
+            Kind::Audio => "audio",
+            Kind::Image => "image",
+        }
     }
 }
 

@@ -165,7 +165,7 @@ fn handle(conn: Stream, control: &Control) -> anyhow::Result<()> {
             Request::File(path) => control.file(path),
             Request::Search(s) => match control
                 .index
-                .search(&s.query, s.limit.clamp(1, 10_000) as usize)
+                .search(&s.query, &s.filters, s.limit.clamp(1, 10_000) as usize)
             {
                 Ok(hits) => Reply::Search(SearchReply { hits }),
                 Err(e) => Reply::Error(e.to_string()),

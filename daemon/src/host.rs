@@ -24,9 +24,12 @@ use interprocess::local_socket::{
     GenericFilePath, Listener, ListenerNonblockingMode, ListenerOptions, Stream, prelude::*,
 };
 use vx_plugin_protocol::{
-    DaemonToHost, EXIT_OUT_OF_MEMORY, EXIT_PANIC, HostToDaemon, Job, PROTOCOL_VERSION, PluginOutput,
+    DaemonToHost, EXIT_NO_MODEL, EXIT_OUT_OF_MEMORY, EXIT_PANIC, HostToDaemon, Job, Needs, PROTOCOL_VERSION,
+    PluginError, PluginOutput,
 };
 use vx_wire::{WireError, read_frame, write_frame};
+
+use HostFailure::HandshakeTimeout;
 
 /// What every host is started with.
 #[derive(Debug, Clone, Copy)]
@@ -72,18 +75,33 @@ pub struct Host {
     conn: BufReader<Stream>,
     limits: HostLimits,
     pub version: String,
+    /// What the plugin asked to have decoded for it.
+    pub needs: Needs,
+}
+
+/// What a host is started with besides its limits.
+pub struct HostArgs<'a> {
+    pub exe: &'a Path,
+    pub plugin: &'a str,
+    pub socket_dir: &'a Path,
+    /// Makes the socket name unique among this vxd's hosts.
+    pub tag: &'a str,
+    pub cache_dir: &'a Path,
+    pub threads: usize,
 }
 
 impl Host {
-    /// Spawns `exe --plugin NAME --socket DIR/…` and waits for its Hello.
-    /// `tag` makes the socket name unique among this vxd's hosts.
-    pub fn start(
-        exe: &Path,
-        plugin: &str,
-        socket_dir: &Path,
-        tag: &str,
-        limits: HostLimits,
-    ) -> Result<Host, HostFailure> {
+    /// Spawns `exe --plugin NAME --socket DIR/… --cache-dir … --threads N`
+    /// and waits for its Hello and Needs.
+    pub fn start(args: HostArgs<'_>, limits: HostLimits) -> Result<Host, HostFailure> {
+        let HostArgs {
+            exe,
+            plugin,
+            socket_dir,
+            tag,
+            cache_dir,
+            threads,
+        } = args;
         let sock = socket_dir.join(format!("host-{plugin}-{}-{tag}.sock", std::process::id()));
         let name = sock
             .as_path()
@@ -99,6 +117,10 @@ impl Host {
             .arg(plugin)
             .arg("--socket")
             .arg(&sock)
+            .arg("--cache-dir")
+            .arg(cache_dir)
+            .arg("--threads")
+            .arg(threads.to_string())
             .stdin(Stdio::null());
         let bytes = limits.memory_mb.saturating_mul(1 << 20);
         // SAFETY: prctl, setrlimit, setpriority and ioprio_set are plain
@@ -131,11 +153,12 @@ impl Host {
         }
         let mut child = cmd.spawn().map_err(HostFailure::Spawn)?;
         match accept_hello(&listener, &mut child, plugin, limits) {
-            Ok((conn, version)) => Ok(Host {
+            Ok((conn, version, needs)) => Ok(Host {
                 child,
                 conn,
                 limits,
                 version,
+                needs,
             }),
             Err(e) => {
                 kill_and_reap(&mut child);
@@ -149,13 +172,14 @@ impl Host {
         self.child.id()
     }
 
-    /// Sends one job and waits up to `deadline` for the reply. On `Err` the
-    /// host is dead and must be dropped.
+    /// Sends one job and waits up to `deadline` for the reply: the plugin's
+    /// results, or its error for this file. On `Err` the host is dead and
+    /// must be dropped.
     pub fn run(
         &mut self,
         job: &Job,
         deadline: Duration,
-    ) -> Result<Result<PluginOutput, String>, HostFailure> {
+    ) -> Result<Result<PluginOutput, PluginError>, HostFailure> {
         let res = self.exchange(job, deadline);
         if res.is_err() {
             kill_and_reap(&mut self.child);
@@ -167,7 +191,7 @@ impl Host {
         &mut self,
         job: &Job,
         deadline: Duration,
-    ) -> Result<Result<PluginOutput, String>, HostFailure> {
+    ) -> Result<Result<PluginOutput, PluginError>, HostFailure> {
         let stream = self.conn.get_ref();
         let sent = stream
             .set_recv_timeout(Some(deadline))
@@ -218,14 +242,16 @@ impl Host {
     }
 }
 
+/// Accepts the host's connection and reads its Hello and Needs: the
+/// connection, the plugin's version and what it needs decoded.
 fn accept_hello(
     listener: &Listener,
     child: &mut Child,
     plugin: &str,
     limits: HostLimits,
-) -> Result<(BufReader<Stream>, String), HostFailure> {
+) -> Result<(BufReader<Stream>, String, Needs), HostFailure> {
     let deadline = limits.start_timeout;
-    let timeout = || HostFailure::HandshakeTimeout {
+    let timeout = || HandshakeTimeout {
         plugin: plugin.to_owned(),
         secs: deadline.as_secs_f64(),
     };
@@ -254,22 +280,43 @@ fn accept_hello(
     conn.set_recv_timeout(Some(left))
         .map_err(HostFailure::Spawn)?;
     let mut conn = BufReader::new(conn);
-    match read_frame::<_, HostToDaemon>(&mut conn) {
-        Ok(HostToDaemon::Hello(h)) if h.protocol != PROTOCOL_VERSION => Err(HostFailure::Version {
+    let version = read_handshake(&mut conn, child, plugin, limits, |m| match m {
+        HostToDaemon::Hello(h) if h.protocol != PROTOCOL_VERSION => Err(HostFailure::Version {
             plugin: plugin.to_owned(),
             ours: PROTOCOL_VERSION,
             theirs: h.protocol,
         }),
-        Ok(HostToDaemon::Hello(h)) if h.plugin != plugin => Err(HostFailure::Protocol(format!(
+        HostToDaemon::Hello(h) if h.plugin != plugin => Err(HostFailure::Protocol(format!(
             "host for {plugin} says it is plugin {:?}",
             h.plugin
         ))),
-        Ok(HostToDaemon::Hello(h)) => Ok((conn, h.plugin_version)),
-        Ok(other) => Err(HostFailure::Protocol(format!("{other:?} before Hello"))),
+        HostToDaemon::Hello(h) => Ok(h.plugin_version),
+        other => Err(HostFailure::Protocol(format!("{other:?} before Hello"))),
+    })?;
+    let needs = read_handshake(&mut conn, child, plugin, limits, |m| match m {
+        HostToDaemon::Needs(n) => Ok(n),
+        other => Err(HostFailure::Protocol(format!("{other:?} instead of Needs"))),
+    })?;
+    Ok((conn, version, needs))
+}
+
+/// Reads one handshake message within the start timeout left on `conn`.
+fn read_handshake<T>(
+    conn: &mut BufReader<Stream>,
+    child: &mut Child,
+    plugin: &str,
+    limits: HostLimits,
+    accept: impl FnOnce(HostToDaemon) -> Result<T, HostFailure>,
+) -> Result<T, HostFailure> {
+    match read_frame::<_, HostToDaemon>(conn) {
+        Ok(message) => accept(message),
         Err(WireError::Io(e))
             if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
         {
-            Err(timeout())
+            Err(HandshakeTimeout {
+                plugin: plugin.to_owned(),
+                secs: limits.start_timeout.as_secs_f64(),
+            })
         }
         Err(WireError::Closed | WireError::Truncated) => {
             let status = child
@@ -297,6 +344,7 @@ fn describe(status: ExitStatus, limits: HostLimits) -> String {
             return format!("memory limit {} MiB exceeded", limits.memory_mb);
         }
         Some(EXIT_PANIC) => return "panicked".into(),
+        Some(EXIT_NO_MODEL) => return "cannot open its models (see vxd's log)".into(),
         Some(code) => return format!("exit status {code}"),
         None => {}
     }

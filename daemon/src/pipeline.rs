@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use vx_config::Settings;
 use vx_ctl_protocol::PluginState;
 use vx_index::{FileRecord, MediaIndex};
-use vx_media::DecodeOptions;
-use vx_plugin_protocol::{Job, MediaKind, SegmentResult, ShmRef};
+use vx_media::{DecodeOptions, Packed};
+use vx_plugin_protocol::{FrameRef, Job, MediaKind, Needs, SegmentResult, ShmRef};
 
-use crate::host::{Host, HostFailure, HostLimits, host_exe};
+use crate::host::{Host, HostArgs, HostFailure, HostLimits, host_exe};
 use crate::state::State;
 
 /// The "plugin" name failures of decoding itself are recorded under.
@@ -35,6 +35,8 @@ struct Slot {
     plugin: String,
     host: Option<Host>,
     version: String,
+    /// What its host last asked to have decoded.
+    needs: Option<Needs>,
     started: u64,
     deaths_in_a_row: u32,
     start_failures_in_a_row: u32,
@@ -48,6 +50,7 @@ impl Slot {
             plugin: plugin.to_owned(),
             host: None,
             version: "?".into(),
+            needs: None,
             started: 0,
             deaths_in_a_row: 0,
             start_failures_in_a_row: 0,
@@ -87,7 +90,23 @@ impl Pipeline {
         socket_dir: PathBuf,
         worker: usize,
     ) -> Self {
-        let slots = settings.plugins.iter().map(|p| Slot::new(p)).collect();
+        // A plugin whose models are missing is not started: status says
+        // which model and how to install it, and its results stay as indexed.
+        let mut slots = vec![];
+        for plugin in &settings.plugins {
+            match vx_models::missing_for_plugin(plugin, &settings.cache_dir) {
+                None => slots.push(Slot::new(plugin)),
+                Some(missing) => {
+                    if worker == 0 {
+                        tracing::warn!(plugin = %plugin, "not started: {missing}");
+                    }
+                    state.set_plugin(plugin, worker, |p| {
+                        p.state = PluginState::Missing;
+                        p.last_error = Some(missing.to_string());
+                    });
+                }
+            }
+        }
         let limits = HostLimits {
             memory_mb: settings.host_memory_mb,
             start_timeout: Duration::from_secs_f64(settings.host_start_timeout_s),
@@ -143,16 +162,20 @@ impl Pipeline {
             p.restarts += restart as u32;
         });
         let tag = format!("{}-{}", self.worker, slot.started);
-        match Host::start(
-            &self.host_exe,
-            &slot.plugin,
-            &self.socket_dir,
-            &tag,
-            self.limits,
-        ) {
+        let args = HostArgs {
+            exe: &self.host_exe,
+            plugin: &slot.plugin,
+            socket_dir: &self.socket_dir,
+            tag: &tag,
+            cache_dir: &self.settings.cache_dir,
+            // Plugins run one after another on a file, so each may use every core.
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        match Host::start(args, self.limits) {
             Ok(h) => {
-                tracing::info!(plugin = %slot.plugin, pid = h.pid(), "host ready");
+                tracing::info!(plugin = %slot.plugin, pid = h.pid(), needs = ?h.needs, "host ready");
                 slot.version = h.version.clone();
+                slot.needs = Some(h.needs);
                 slot.start_failures_in_a_row = 0;
                 let pid = h.pid();
                 self.state.set_plugin(&slot.plugin, self.worker, |p| {
@@ -191,13 +214,14 @@ impl Pipeline {
         });
     }
 
-    /// Runs plugin `i` on `job`. A host that dies on it is replaced and the
-    /// file retried once; a second death makes this file a failure for this
-    /// plugin only.
+    /// Runs plugin `i` on `job`, with the frames and audio it asked for. A
+    /// host that dies on it is replaced and the file retried once; a second
+    /// death makes this file a failure for this plugin only.
     fn run_plugin(
         &mut self,
         i: usize,
         job: &Job,
+        packed: &Packed,
         deadline: Duration,
     ) -> Result<Vec<SegmentResult>, String> {
         let plugin = self.slots[i].plugin.clone();
@@ -214,8 +238,17 @@ impl Pipeline {
                 drop(state);
                 return Err(format!("plugin not running: {}", why.unwrap_or(last_error)));
             }
+            let needs = self.slots[i].needs.unwrap_or(Needs {
+                frame_max_side: None,
+                audio: false,
+            });
             let job = Job {
                 id: self.next_job_id,
+                frames: needs
+                    .frame_max_side
+                    .map(|side| frames_nearest(packed, side.min(self.settings.frame_max_side)))
+                    .unwrap_or_default(),
+                audio: packed.audio.filter(|_| needs.audio),
                 ..job.clone()
             };
             self.next_job_id += 1;
@@ -236,7 +269,7 @@ impl Pipeline {
                     slot.failed_files_in_a_row = 0;
                     self.state
                         .set_plugin(&plugin, self.worker, |p| p.state = PluginState::Ready);
-                    return outcome.map(|o| o.segments);
+                    return outcome.map(|o| o.segments).map_err(|e| e.to_string());
                 }
                 Err(e) => {
                     tracing::warn!(plugin = %plugin, attempt, "host died on this file: {e}");
@@ -423,11 +456,27 @@ impl Pipeline {
         }
 
         let started = Instant::now();
+        // One decode for every plugin that runs: each size any of them asked
+        // for, and the audio if one wants it.
+        let running: Vec<Needs> = self
+            .slots
+            .iter()
+            .filter(|s| !keep.contains(&s.plugin))
+            .filter_map(|s| s.needs)
+            .collect();
+        let mut frame_sides: Vec<u32> = running
+            .iter()
+            .filter_map(|n| n.frame_max_side)
+            .map(|side| side.min(self.settings.frame_max_side))
+            .collect();
+        frame_sides.sort_unstable();
+        frame_sides.dedup();
         let opts = DecodeOptions {
-            max_width: self.settings.frame_max_side,
-            max_height: self.settings.frame_max_side,
+            frame_sides,
             frame_interval_s: self.settings.frame_interval_s,
             max_frames: self.settings.max_frames,
+            still_threshold: self.settings.still_threshold,
+            audio: running.iter().any(|n| n.audio),
             ..DecodeOptions::default()
         };
         let (decoded, packed) =
@@ -459,8 +508,8 @@ impl Pipeline {
                 fd: packed.segment.fd(),
                 len: packed.segment.len(),
             },
-            frames: packed.frames.clone(),
-            audio: packed.audio,
+            frames: vec![],
+            audio: None,
             artefact_dir: self.settings.cache_dir.join("thumbnails"),
         };
         let deadline = Duration::from_secs_f64(
@@ -474,7 +523,7 @@ impl Pipeline {
             if keep.contains(&plugin) {
                 continue;
             }
-            match self.run_plugin(i, &job, deadline) {
+            match self.run_plugin(i, &job, &packed, deadline) {
                 Ok(segments) => results.push((plugin, segments)),
                 Err(reason) => record.failures.push((plugin, reason)),
             }
@@ -530,6 +579,21 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// The frames fitted to `side`, or, for a host that started after the file
+/// was decoded and asked for a size nobody else did, the closest size there is.
+fn frames_nearest(packed: &Packed, side: u32) -> Vec<FrameRef> {
+    let exact = packed.frames_for(side);
+    if !exact.is_empty() || packed.renditions.is_empty() {
+        return exact.to_vec();
+    }
+    packed
+        .renditions
+        .iter()
+        .min_by_key(|(sides, _)| sides[0].abs_diff(side))
+        .map(|(_, frames)| frames.clone())
+        .unwrap_or_default()
 }
 
 /// BLAKE3 of the whole file. Exact, so a copy is never confused with an edit

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vx_plugin_api::{HostContext, Plugin, serve};
-use vx_plugin_protocol::EXIT_OUT_OF_MEMORY;
+use vx_plugin_protocol::{EXIT_NO_MODEL, EXIT_OUT_OF_MEMORY};
 
 struct ExitOnOutOfMemory;
 
@@ -71,9 +71,6 @@ struct Args {
     threads: usize,
 }
 
-/// Exit status of a host whose plugin cannot open its models.
-const EXIT_NO_MODEL: u8 = 3;
-
 /// The plugin called `name` with its models open; `None` if this host has no
 /// such plugin.
 fn open_plugin(
@@ -111,7 +108,7 @@ fn main() -> ExitCode {
         Some(Ok(p)) => p,
         Some(Err(e)) => {
             eprintln!("vx-plugin-host {}: {e}", args.plugin);
-            return ExitCode::from(EXIT_NO_MODEL);
+            return ExitCode::from(EXIT_NO_MODEL as u8);
         }
         None => {
             eprintln!(

@@ -13,10 +13,12 @@ use serde::Deserialize;
 pub const EXAMPLE_TOML: &str = include_str!("../../../config/vxd.example.toml");
 
 /// Every plugin this build of vx knows, in the order they run.
-pub const KNOWN_PLUGINS: &[&str] = &["keyframes", "misbehave"];
-/// Plugins run when the config names none. `misbehave` is a fault injector
-/// for tests and only exists in hosts built with its cargo feature.
-pub const DEFAULT_PLUGINS: &[&str] = &["keyframes"];
+pub const KNOWN_PLUGINS: &[&str] = &["keyframes", "objects", "faces", "ocr", "misbehave"];
+/// Plugins run when the config names none (those whose models are missing
+/// are not started; status says which model and how to install it).
+/// `misbehave` is a fault injector for tests and only exists in hosts built
+/// with its cargo feature.
+pub const DEFAULT_PLUGINS: &[&str] = &["keyframes", "objects", "faces", "ocr"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -47,6 +49,7 @@ pub struct Settings {
     pub frame_interval_s: f64,
     pub max_frames: usize,
     pub frame_max_side: u32,
+    pub still_threshold: f32,
     pub jobs: usize,
     pub host_nice: i32,
     pub host_io_idle: bool,
@@ -69,7 +72,8 @@ impl Default for Settings {
             settle_ms: 1000,
             frame_interval_s: 0.5,
             max_frames: 240,
-            frame_max_side: 640,
+            frame_max_side: 1280,
+            still_threshold: 3.0,
             jobs: 0,
             host_nice: 10,
             host_io_idle: true,
@@ -149,7 +153,6 @@ impl Settings {
         self.cache_dir = expand_home(&self.cache_dir);
         self.socket = expand_home(&self.socket);
         if self.plugins.is_empty() {
-            // No default plugin needs a model yet, so all of them are installed.
             self.plugins = DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect();
         }
         if let Some(p) = self
@@ -187,6 +190,9 @@ impl Settings {
         }
         if self.frame_max_side < 16 {
             return Err(ConfigError::NotPositive("frame_max_side (at least 16)"));
+        }
+        if self.still_threshold.is_nan() || self.still_threshold < 0.0 {
+            return Err(ConfigError::NotPositive("still_threshold (0 or more)"));
         }
         Ok(self)
     }

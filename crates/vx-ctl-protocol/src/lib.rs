@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Frozen: never add, remove or reorder fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,8 +96,23 @@ pub struct RetryReply {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchRequest {
+    /// Words (all must match), tantivy query syntax, or empty for "anything
+    /// that passes the filters".
     pub query: String,
     pub limit: u32,
+    pub filters: SearchFilters,
+}
+
+/// Conditions every hit must meet, besides matching the query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchFilters {
+    /// Each of these labels, exactly ("bus", "dining table", "face").
+    pub labels: Vec<String>,
+    /// Each of these: "faces" (someone's face is visible), "text" (words were
+    /// read or heard).
+    pub has: Vec<String>,
+    /// "video", "audio" or "image".
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -117,6 +132,14 @@ pub struct Hit {
     pub snippet: String,
     /// The indexed fields the query matched, e.g. `["name", "codec"]`.
     pub fields: Vec<String>,
+    /// Byte ranges of `snippet` that matched the query words.
+    pub highlights: Vec<[u32; 2]>,
+    /// What was found there ("bus", "face", "text", "scene").
+    pub labels: Vec<String>,
+    /// The most faces visible at once there.
+    pub faces: u32,
+    /// The plugin that found it; `None` for a whole-file hit.
+    pub plugin: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -190,6 +213,9 @@ pub enum PluginState {
     Busy,
     Exited,
     Disabled,
+    /// Not started: a model it needs is not installed (`last_error` says
+    /// which, and the command that installs it).
+    Missing,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

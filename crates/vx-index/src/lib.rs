@@ -17,13 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{BooleanQuery, Query, QueryParser, TermQuery};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::snippet::SnippetGenerator;
 use tantivy::schema::{
     FAST, Field, IndexRecordOption, STORED, STRING, Schema, SchemaBuilder, TEXT, TantivyDocument,
     Value,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
-use vx_ctl_protocol::{Hit, IndexedFile};
+use vx_ctl_protocol::{Hit, IndexedFile, SearchFilters};
 use vx_plugin_protocol::{MediaKind, SegmentResult};
 
 /// Memory budget of the single index writer.
@@ -88,6 +89,13 @@ struct Fields {
     start_s: Field,
     end_s: Field,
     labels: Field,
+    /// Each label as one exact term, for filters.
+    label: Field,
+    /// "faces", "text": what a document has, for filters.
+    has: Field,
+    faces: Field,
+    /// The segment's detections as JSON (boxes, landmarks, lines of text).
+    detections: Field,
     text: Field,
     phash: Field,
     thumbnail: Field,
@@ -129,6 +137,10 @@ fn build_schema() -> (Schema, Fields) {
         start_s: b.add_f64_field("start_s", STORED),
         end_s: b.add_f64_field("end_s", STORED),
         labels: b.add_text_field("labels", TEXT | STORED),
+        label: b.add_text_field("label", STRING),
+        has: b.add_text_field("has", STRING),
+        faces: b.add_u64_field("faces", STORED | FAST),
+        detections: b.add_text_field("detections", STORED),
         text: b.add_text_field("text", TEXT | STORED),
         phash: b.add_u64_field("phash", STORED),
         thumbnail: b.add_text_field("thumbnail", STORED),
@@ -209,6 +221,9 @@ impl MediaIndex {
         let f = self.f;
         let path = file.path.to_string_lossy();
         let mut kept = vec![];
+        // What the file as a whole shows: every label and the most faces.
+        let mut labels = BTreeSet::new();
+        let mut faces = 0u64;
         if !keep.is_empty() {
             for d in self.all_docs(&self.file_query(&file.path))? {
                 let plugin = d
@@ -216,9 +231,15 @@ impl MediaIndex {
                     .and_then(|v| v.as_str())
                     .unwrap_or_default();
                 if keep.contains(&plugin) {
+                    labels.extend(d.get_all(f.labels).filter_map(|v| v.as_str().map(str::to_owned)));
+                    faces = faces.max(d.get_first(f.faces).and_then(|v| v.as_u64()).unwrap_or(0));
                     kept.push(d);
                 }
             }
+        }
+        for (_, s) in segments {
+            labels.extend(s.labels.iter().cloned());
+            faces = faces.max(u64::from(s.faces));
         }
         let writer = self.writer();
         writer.delete_term(Term::from_field_text(f.path, &path));
@@ -259,6 +280,7 @@ impl MediaIndex {
         if !file.failures.is_empty() {
             d.add_text(f.failed, "yes");
         }
+        self.add_findings(&mut d, &labels, faces, false);
         writer.add_document(d)?;
         for (plugin, s) in segments {
             let mut d = doc!(
@@ -270,8 +292,10 @@ impl MediaIndex {
                 f.end_s => s.end_s,
                 f.text => s.text.as_str(),
             );
-            for l in &s.labels {
-                d.add_text(f.labels, l);
+            self.add_findings(&mut d, &s.labels, u64::from(s.faces), !s.text.trim().is_empty());
+            if !s.detections.is_empty() {
+                let json = serde_json::to_string(&s.detections).unwrap_or_default();
+                d.add_text(f.detections, json);
             }
             if let Some(h) = s.phash {
                 d.add_u64(f.phash, h);
@@ -282,6 +306,29 @@ impl MediaIndex {
             writer.add_document(d)?;
         }
         Ok(())
+    }
+
+    /// Labels (searchable and exact), the face count and what the document
+    /// has, for search and filters.
+    fn add_findings<'a>(
+        &self,
+        d: &mut TantivyDocument,
+        labels: impl IntoIterator<Item = &'a String>,
+        faces: u64,
+        has_text: bool,
+    ) {
+        let f = self.f;
+        for l in labels {
+            d.add_text(f.labels, l);
+            d.add_text(f.label, l.to_lowercase());
+        }
+        d.add_u64(f.faces, faces);
+        if faces > 0 {
+            d.add_text(f.has, "faces");
+        }
+        if has_text {
+            d.add_text(f.has, "text");
+        }
     }
 
     /// A committed file with this content whose results came from this
@@ -536,10 +583,16 @@ impl MediaIndex {
             .search(&self.file_query(path), &Count)?)
     }
 
-    /// Full-text search over names, paths, metadata words and segment text.
-    /// All query words must match (AND); tantivy's query syntax is accepted,
-    /// and anything it cannot parse is searched as plain words.
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, IndexError> {
+    /// Full-text search over names, paths, metadata words and segment text,
+    /// narrowed by `filters`. All query words must match (AND); tantivy's
+    /// query syntax is accepted, anything it cannot parse is searched as
+    /// plain words, and an empty query matches everything the filters pass.
+    pub fn search(
+        &self,
+        query: &str,
+        filters: &SearchFilters,
+        limit: usize,
+    ) -> Result<Vec<Hit>, IndexError> {
         let f = self.f;
         let fields = [
             f.name,
@@ -553,15 +606,45 @@ impl MediaIndex {
         ];
         let mut parser = QueryParser::for_index(&self.index, fields.to_vec());
         parser.set_conjunction_by_default();
-        let (q, _errors) = parser.parse_query_lenient(query);
+        let words: Box<dyn Query> = if query.trim().is_empty() {
+            Box::new(AllQuery)
+        } else {
+            parser.parse_query_lenient(query).0
+        };
+        let exact = |field, value: &str| -> (Occur, Box<dyn Query>) {
+            let term = Term::from_field_text(field, value);
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+            )
+        };
+        let mut clauses = vec![(Occur::Must, words.box_clone())];
+        clauses.extend(filters.labels.iter().map(|l| exact(f.label, &l.to_lowercase())));
+        clauses.extend(filters.has.iter().map(|h| exact(f.has, h)));
+        clauses.extend(filters.kind.iter().map(|k| exact(f.kind, &k.to_lowercase())));
+        let q = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
-        let top = searcher.search(&q as &dyn Query, &TopDocs::with_limit(limit.max(1)))?;
+        let top = searcher.search(&q, &TopDocs::with_limit(limit.max(1)))?;
+        let mut snippets = SnippetGenerator::create(&searcher, &*words, f.text)?;
+        snippets.set_max_num_chars(160);
         let words = self.tokens(query);
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let d: TantivyDocument = searcher.doc(addr)?;
-            hits.push(self.hit(&d, score, &words));
+            hits.push(self.hit(&d, score, &words, &snippets));
         }
+        // A file that matched only through what its moments show is listed
+        // by those moments; the whole-file hit would repeat them.
+        let with_moments: BTreeSet<PathBuf> = hits
+            .iter()
+            .filter(|h| h.plugin.is_some())
+            .map(|h| h.path.clone())
+            .collect();
+        hits.retain(|h| {
+            h.plugin.is_some()
+                || !with_moments.contains(&h.path)
+                || h.fields.iter().any(|f| f != "labels")
+        });
         Ok(hits)
     }
 
@@ -578,7 +661,13 @@ impl MediaIndex {
         out
     }
 
-    fn hit(&self, d: &TantivyDocument, score: f32, words: &BTreeSet<String>) -> Hit {
+    fn hit(
+        &self,
+        d: &TantivyDocument,
+        score: f32,
+        words: &BTreeSet<String>,
+        snippets: &SnippetGenerator,
+    ) -> Hit {
         let f = self.f;
         let text = |field: Field| -> Vec<String> {
             d.get_all(field)
@@ -611,10 +700,30 @@ impl MediaIndex {
             .map(|(name, _)| name.to_string())
             .filter(|n| !(is_segment && (n == "name" || n == "path")))
             .collect();
+        let mut highlights = vec![];
         let snippet = if is_segment {
-            let mut parts = text(f.labels);
-            parts.extend(text(f.text).into_iter().filter(|t| !t.is_empty()));
-            parts.join(" · ")
+            // Labels, then the stretch of text around the matched words.
+            let mut snippet = text(f.labels).join(" · ");
+            let full = text(f.text).concat();
+            if !full.trim().is_empty() {
+                let matched = snippets.snippet_from_doc(d);
+                let (fragment, ranges) = if matched.is_empty() {
+                    let end = full.char_indices().nth(160).map_or(full.len(), |(i, _)| i);
+                    (full[..end].to_owned(), vec![])
+                } else {
+                    (matched.fragment().to_owned(), matched.highlighted().to_vec())
+                };
+                if !snippet.is_empty() {
+                    snippet.push_str(" · ");
+                }
+                let shift = snippet.len();
+                highlights = ranges
+                    .iter()
+                    .map(|r| [(shift + r.start) as u32, (shift + r.end) as u32])
+                    .collect();
+                snippet.push_str(&fragment.replace('\n', " / "));
+            }
+            snippet
         } else {
             let mut parts = vec![name];
             parts.extend(text(f.codec));
@@ -632,6 +741,10 @@ impl MediaIndex {
             end_s: if timed { f64_of(f.end_s) } else { None },
             snippet,
             fields: matched,
+            highlights,
+            labels: text(f.labels),
+            faces: d.get_first(f.faces).and_then(|v| v.as_u64()).unwrap_or(0) as u32,
+            plugin: text(f.plugin).into_iter().next(),
         }
     }
 }
@@ -669,6 +782,77 @@ mod tests {
         }
     }
 
+    fn none() -> SearchFilters {
+        SearchFilters::default()
+    }
+
+    fn found(start: f64, end: f64, labels: &[&str], faces: u32, text: &str) -> SegmentResult {
+        SegmentResult {
+            start_s: start,
+            end_s: end,
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            faces,
+            text: text.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn filters_narrow_hits_by_label_faces_text_and_kind() {
+        let idx = MediaIndex::in_ram().unwrap();
+        let bus = found(2.0, 4.5, &["bus"], 0, "");
+        let people = found(5.0, 8.0, &["person", "dining table"], 0, "");
+        let faces = found(5.0, 7.0, &["face"], 2, "");
+        let slide = found(8.0, 12.0, &["text"], 0, "Q3 roadmap: ship search by June");
+        idx.put_file(
+            &video("/m/street.mp4"),
+            &[
+                ("objects", &bus),
+                ("objects", &people),
+                ("faces", &faces),
+                ("ocr", &slide),
+            ],
+        )
+        .unwrap();
+        let mut photo = video("/m/photo.jpg");
+        photo.kind = MediaKind::Image;
+        idx.put_file(&photo, &[("objects", &found(0.0, 0.0, &["bus"], 0, ""))])
+            .unwrap();
+        idx.commit().unwrap();
+
+        let only = |labels: &[&str], has: &[&str], kind: Option<&str>| SearchFilters {
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            has: has.iter().map(|s| s.to_string()).collect(),
+            kind: kind.map(str::to_owned),
+        };
+        // The moment with the bus, and the file as a whole (its labels).
+        // The moment with the bus; the file's own document also holds the
+        // label, but its moments already stand for it.
+        let hits = idx.search("bus", &only(&[], &[], Some("video")), 10).unwrap();
+        let moments: Vec<_> = hits.iter().map(|h| (h.start_s, h.end_s)).collect();
+        assert_eq!(moments, [(Some(2.0), Some(4.5))]);
+        assert_eq!(idx.search("bus", &none(), 10).unwrap().len(), 2);
+        assert_eq!(idx.search("bus", &only(&[], &[], Some("image")), 10).unwrap().len(), 1);
+        // A file hit on its name stays.
+        assert_eq!(idx.search("street", &none(), 10).unwrap().len(), 1);
+
+        let faced = idx.search("", &only(&[], &["faces"], None), 10).unwrap();
+        assert_eq!(faced.len(), 1, "{faced:?}");
+        assert_eq!((faced[0].faces, faced[0].start_s), (2, Some(5.0)));
+
+        let tables = idx.search("", &only(&["Dining Table"], &[], None), 10).unwrap();
+        assert_eq!(tables.len(), 1);
+        assert!(idx.search("", &only(&["table"], &[], None), 10).unwrap().is_empty());
+
+        let slides = idx.search("roadmap", &only(&[], &["text"], None), 10).unwrap();
+        assert_eq!(slides.len(), 1);
+        let h = &slides[0];
+        assert_eq!((h.start_s, h.end_s), (Some(8.0), Some(12.0)));
+        assert_eq!(h.plugin.as_deref(), Some("ocr"));
+        let [a, b] = h.highlights[0];
+        assert_eq!(&h.snippet[a as usize..b as usize], "roadmap", "{h:?}");
+    }
+
     #[test]
     fn file_and_segments_round_trip_through_search() {
         let idx = MediaIndex::in_ram().unwrap();
@@ -680,7 +864,7 @@ mod tests {
         .unwrap();
         idx.commit().unwrap();
 
-        let hits = idx.search("beach", 10).unwrap();
+        let hits = idx.search("beach", &none(), 10).unwrap();
         assert_eq!(hits.len(), 1);
         let h = &hits[0];
         assert_eq!(h.path, Path::new("/media/holiday/beach_walk.mp4"));
@@ -689,10 +873,10 @@ mod tests {
         assert!(h.fields.contains(&"name".to_string()), "{:?}", h.fields);
         assert!(h.snippet.contains("1280x720"), "{}", h.snippet);
 
-        let hits = idx.search("h264", 10).unwrap();
+        let hits = idx.search("h264", &none(), 10).unwrap();
         assert_eq!(hits[0].fields, ["codec"]);
 
-        let mut scenes = idx.search("scene", 10).unwrap();
+        let mut scenes = idx.search("scene", &none(), 10).unwrap();
         scenes.sort_by(|a, b| a.start_s.partial_cmp(&b.start_s).unwrap());
         let ranges: Vec<_> = scenes.iter().map(|h| (h.start_s, h.end_s)).collect();
         assert_eq!(ranges, [(Some(0.0), Some(2.5)), (Some(2.5), Some(10.0))]);
@@ -724,7 +908,7 @@ mod tests {
         idx.remove_file(p);
         idx.commit().unwrap();
         assert_eq!(idx.doc_count(p).unwrap(), 0);
-        assert!(idx.search("a", 10).unwrap().is_empty());
+        assert!(idx.search("a", &none(), 10).unwrap().is_empty());
     }
 
     #[test]
@@ -733,9 +917,9 @@ mod tests {
         idx.put_file(&video("/m/red_car.mp4"), &[]).unwrap();
         idx.put_file(&video("/m/red_boat.mp4"), &[]).unwrap();
         idx.commit().unwrap();
-        assert_eq!(idx.search("red", 10).unwrap().len(), 2);
-        assert_eq!(idx.search("red car", 10).unwrap().len(), 1);
-        assert!(idx.search("car AND (", 10).is_ok());
+        assert_eq!(idx.search("red", &none(), 10).unwrap().len(), 2);
+        assert_eq!(idx.search("red car", &none(), 10).unwrap().len(), 1);
+        assert!(idx.search("car AND (", &none(), 10).is_ok());
     }
 
     #[test]
@@ -811,10 +995,10 @@ mod tests {
         };
         assert_eq!(idx.copy_file(Path::new("/m/orig.mp4"), &copy).unwrap(), 2);
         idx.commit().unwrap();
-        let hits = idx.search("renamed", 10).unwrap();
+        let hits = idx.search("renamed", &none(), 10).unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].path, Path::new("/m/renamed clip.mp4"));
-        let scenes = idx.search("scene", 10).unwrap();
+        let scenes = idx.search("scene", &none(), 10).unwrap();
         let mut paths: Vec<_> = scenes.iter().map(|h| h.path.clone()).collect();
         paths.sort();
         assert_eq!(
@@ -888,12 +1072,12 @@ mod tests {
         idx.put_file_keeping(&rec, &[("objects", &new)], &["keyframes"])
             .unwrap();
         idx.commit().unwrap();
-        assert_eq!(idx.search("scene", 10).unwrap().len(), 1, "keyframes kept");
+        assert_eq!(idx.search("scene", &none(), 10).unwrap().len(), 1, "keyframes kept");
         assert!(
-            idx.search("oldlabel", 10).unwrap().is_empty(),
+            idx.search("oldlabel", &none(), 10).unwrap().is_empty(),
             "old objects gone"
         );
-        assert_eq!(idx.search("newlabel", 10).unwrap().len(), 1);
+        assert_eq!(idx.search("newlabel", &none(), 10).unwrap().len(), 1);
         assert_eq!(
             idx.stored(Path::new("/m/p.mp4")).unwrap().unwrap().1,
             "keyframes@1,objects@2"
@@ -910,7 +1094,7 @@ mod tests {
             idx.commit().unwrap();
         }
         let idx = MediaIndex::open(dir.path()).unwrap();
-        assert_eq!(idx.search("kept", 10).unwrap().len(), 1);
+        assert_eq!(idx.search("kept", &none(), 10).unwrap().len(), 1);
     }
 }
 

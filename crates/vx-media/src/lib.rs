@@ -2,11 +2,25 @@
 //!
 //! [`decode`] opens a file with FFmpeg (through ffmpeg-next) and produces, in a
 //! single pass over its packets:
-//! - RGB24 frames sampled every [`DecodeOptions::frame_interval_s`] seconds (at
-//!   most [`DecodeOptions::max_frames`]), scaled to fit inside
-//!   `max_width × max_height` with the aspect ratio kept and never upscaled;
-//! - the first audio track as 16 kHz mono `f32`;
+//! - RGB24 frames, sampled by the one policy below, each scaled once per
+//!   distinct size the plugins asked for ([`DecodeOptions::frame_sides`]);
+//! - the first audio track as 16 kHz mono `f32`, when a plugin wants it;
 //! - the metadata the index keeps (duration, codecs, resolution).
+//!
+//! **Sampling policy.** The first frame at or after every
+//! [`DecodeOptions::frame_interval_s`] mark is a candidate (long videos are
+//! sampled more sparsely, so at most [`DecodeOptions::max_frames`] are kept).
+//! A candidate that looks like the last kept frame is dropped: both are
+//! reduced to a 16×9 grid of mean luma, and it is kept only when some cell
+//! moved by at least [`DecodeOptions::still_threshold`] (0–255). A static
+//! slide or a still shot is thus run once, however long it stays, while a
+//! change in any ninth-by-sixteenth of the picture is seen. Comparing with the
+//! last *kept* frame, not the previous candidate, means a slow fade still
+//! yields a frame once it has drifted far enough. Each kept frame stands for
+//! the time until the next one.
+//!
+//! Frames are fitted inside `side × side` with the aspect ratio kept and never
+//! upscaled; sides that give the same size for a file share one rendition.
 //!
 //! [`pack`] copies that into one sealed [`vx_shm::Segment`] and returns the
 //! frame and audio references that jobs carry to the model hosts.
@@ -39,21 +53,29 @@ pub enum MediaError {
 
 #[derive(Debug, Clone)]
 pub struct DecodeOptions {
-    pub max_width: u32,
-    pub max_height: u32,
+    /// Each kept frame is fitted inside `side × side` for every side listed
+    /// here. Empty: no frames are decoded.
+    pub frame_sides: Vec<u32>,
     pub frame_interval_s: f64,
     /// Cap on frames kept per file: long videos are sampled more sparsely.
     pub max_frames: usize,
+    /// A candidate frame is kept only if some cell of its 16×9 luma grid
+    /// differs from the last kept frame's by at least this (0–255); 0 keeps
+    /// every candidate.
+    pub still_threshold: f32,
+    /// Decode the audio track.
+    pub audio: bool,
     pub decoder_threads: usize,
 }
 
 impl Default for DecodeOptions {
     fn default() -> Self {
         Self {
-            max_width: 640,
-            max_height: 640,
+            frame_sides: vec![640],
             frame_interval_s: 0.5,
             max_frames: 240,
+            still_threshold: 3.0,
+            audio: true,
             decoder_threads: 2,
         }
     }
@@ -67,6 +89,12 @@ pub struct RgbFrame {
     pub rgb: Vec<u8>,
 }
 
+/// The kept frames at one size, serving the requested sides listed.
+pub struct Rendition {
+    pub sides: Vec<u32>,
+    pub frames: Vec<RgbFrame>,
+}
+
 #[derive(Default)]
 pub struct Decoded {
     pub kind: Option<MediaKind>,
@@ -77,13 +105,27 @@ pub struct Decoded {
     /// Size of the source picture, before scaling.
     pub width: Option<u32>,
     pub height: Option<u32>,
-    pub frames: Vec<RgbFrame>,
+    /// One per distinct frame size; all hold the same frame times.
+    pub renditions: Vec<Rendition>,
     pub audio: Option<Vec<f32>>,
 }
 
 impl Decoded {
     pub fn kind(&self) -> MediaKind {
         self.kind.unwrap_or(MediaKind::Audio)
+    }
+
+    /// The frames fitted inside `side × side`; empty if `side` was not asked for.
+    pub fn frames_for(&self, side: u32) -> &[RgbFrame] {
+        self.renditions
+            .iter()
+            .find(|r| r.sides.contains(&side))
+            .map_or(&[], |r| &r.frames)
+    }
+
+    /// How many frames were kept.
+    pub fn frame_count(&self) -> usize {
+        self.renditions.first().map_or(0, |r| r.frames.len())
     }
 }
 
@@ -122,16 +164,33 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
     }
     let video_stream = input
         .streams()
+        .filter(|_| !opts.frame_sides.is_empty())
         .filter(|s| s.parameters().medium() == media::Type::Video)
         .find(|s| {
             !s.disposition()
                 .contains(ff::format::stream::Disposition::ATTACHED_PIC)
         })
         .map(|s| s.index());
+    let has_video = input.streams().any(|s| s.parameters().medium() == media::Type::Video);
     let audio_stream = input.streams().best(media::Type::Audio).map(|s| s.index());
-    if video_stream.is_none() && audio_stream.is_none() {
+    if !has_video && audio_stream.is_none() {
         return Err(MediaError::NoStreams);
     }
+    // Metadata of streams no plugin wants decoded.
+    for s in input.streams() {
+        let medium = s.parameters().medium();
+        if medium == media::Type::Video && video_stream.is_none() && out.video_codec.is_none() {
+            out.video_codec = Some(s.parameters().id().name().to_owned());
+            let dec = codec::Context::from_parameters(s.parameters())
+                .and_then(|c| c.decoder().video())
+                .map_err(MediaError::Decode)?;
+            (out.width, out.height) = (Some(dec.width()), Some(dec.height()));
+        }
+        if medium == media::Type::Audio && !opts.audio && Some(s.index()) == audio_stream {
+            out.audio_codec = Some(s.parameters().id().name().to_owned());
+        }
+    }
+    let audio_stream = audio_stream.filter(|_| opts.audio);
     let is_still = kind_from_extension(path) == Some(MediaKind::Image);
 
     let mut video = match video_stream {
@@ -173,8 +232,8 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
         if Some(stream.index()) == video_stream {
             let v = video.as_mut().expect("video decoder");
             v.decoder.send_packet(&packet).map_err(MediaError::Decode)?;
-            v.drain(&mut out.frames)?;
-            if is_still && !out.frames.is_empty() {
+            v.drain()?;
+            if is_still && v.kept > 0 {
                 break;
             }
         } else if Some(stream.index()) == audio_stream {
@@ -183,10 +242,11 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
             a.drain()?;
         }
     }
-    if let Some(v) = video.as_mut() {
+    if let Some(mut v) = video {
         if v.decoder.send_eof().is_ok() {
-            v.drain(&mut out.frames)?;
+            v.drain()?;
         }
+        out.renditions = v.renditions;
     }
     if let Some(mut a) = audio {
         if a.decoder.send_eof().is_ok() {
@@ -196,10 +256,9 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
     }
 
     out.kind = Some(
-        if is_still || (video_stream.is_some() && out.frames.len() == 1 && out.duration_s.is_none())
-        {
+        if is_still || (has_video && out.frame_count() <= 1 && out.duration_s.is_none()) {
             MediaKind::Image
-        } else if video_stream.is_some() {
+        } else if has_video {
             MediaKind::Video
         } else {
             MediaKind::Audio
@@ -222,9 +281,18 @@ struct VideoSampler {
     interval: f64,
     next_t: f64,
     opts: DecodeOptions,
-    scaler: Option<(scaling::Context, (u32, u32, Pixel))>,
+    /// One per distinct output size, with the scaler that makes it.
+    renditions: Vec<Rendition>,
+    scalers: Vec<Option<(scaling::Context, (u32, u32, Pixel))>>,
+    /// The luma grid of the last kept frame.
+    last_kept: Option<[f32; GRID_CELLS]>,
+    kept: usize,
     decoded: frame::Video,
 }
+
+/// The still-frame test's grid: 16 × 9 cells.
+const GRID: (usize, usize) = (16, 9);
+const GRID_CELLS: usize = GRID.0 * GRID.1;
 
 impl VideoSampler {
     fn new(
@@ -234,46 +302,87 @@ impl VideoSampler {
         opts: DecodeOptions,
     ) -> Self {
         let time_base = f64::from(tb.numerator()) / f64::from(tb.denominator().max(1));
+        // Sides that fit this source to the same size share a rendition; the
+        // smallest comes first, as it is the cheapest to compare.
+        let (w, h) = (decoder.width().max(1), decoder.height().max(1));
+        let mut sides = opts.frame_sides.clone();
+        sides.sort_unstable();
+        sides.dedup();
+        let mut renditions: Vec<Rendition> = vec![];
+        for side in sides {
+            match renditions.last_mut() {
+                Some(r) if fit(w, h, r.sides[0], r.sides[0]) == fit(w, h, side, side) => {
+                    r.sides.push(side)
+                }
+                _ => renditions.push(Rendition {
+                    sides: vec![side],
+                    frames: vec![],
+                }),
+            }
+        }
         Self {
             decoder,
             time_base,
             interval,
             next_t: 0.0,
             opts,
-            scaler: None,
+            scalers: renditions.iter().map(|_| None).collect(),
+            renditions,
+            last_kept: None,
+            kept: 0,
             decoded: frame::Video::empty(),
         }
     }
 
-    fn drain(&mut self, frames: &mut Vec<RgbFrame>) -> Result<(), MediaError> {
+    fn drain(&mut self) -> Result<(), MediaError> {
         while self.decoder.receive_frame(&mut self.decoded).is_ok() {
             let pts_s = self
                 .decoded
                 .timestamp()
                 .map_or(0.0, |t| t as f64 * self.time_base)
                 .max(0.0);
-            if pts_s + 1e-6 < self.next_t || frames.len() >= self.opts.max_frames {
+            if pts_s + 1e-6 < self.next_t || self.kept >= self.opts.max_frames {
                 continue;
             }
-            self.next_t = if frames.is_empty() {
+            self.next_t = if self.last_kept.is_none() {
                 pts_s + self.interval
             } else {
                 self.next_t + self.interval
             };
             self.next_t = self.next_t.max(pts_s);
-            frames.push(self.to_rgb(pts_s)?);
+            let smallest = self.to_rgb(0, pts_s)?;
+            let grid = luma_grid(&smallest);
+            if let Some(last) = &self.last_kept {
+                let moved = grid
+                    .iter()
+                    .zip(last)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                if moved < self.opts.still_threshold {
+                    continue;
+                }
+            }
+            self.last_kept = Some(grid);
+            self.kept += 1;
+            self.renditions[0].frames.push(smallest);
+            for i in 1..self.renditions.len() {
+                let f = self.to_rgb(i, pts_s)?;
+                self.renditions[i].frames.push(f);
+            }
         }
         Ok(())
     }
 
-    fn to_rgb(&mut self, pts_s: f64) -> Result<RgbFrame, MediaError> {
+    /// The decoded frame scaled for rendition `i`.
+    fn to_rgb(&mut self, i: usize, pts_s: f64) -> Result<RgbFrame, MediaError> {
         let src = (
             self.decoded.width(),
             self.decoded.height(),
             self.decoded.format(),
         );
-        let (w, h) = fit(src.0, src.1, self.opts.max_width, self.opts.max_height);
-        if self.scaler.as_ref().map(|(_, k)| *k) != Some(src) {
+        let side = self.renditions[i].sides[0];
+        let (w, h) = fit(src.0, src.1, side, side);
+        if self.scalers[i].as_ref().map(|(_, k)| *k) != Some(src) {
             let ctx = scaling::Context::get(
                 src.2,
                 src.0,
@@ -284,9 +393,9 @@ impl VideoSampler {
                 scaling::Flags::AREA,
             )
             .map_err(MediaError::Decode)?;
-            self.scaler = Some((ctx, src));
+            self.scalers[i] = Some((ctx, src));
         }
-        let (scaler, _) = self.scaler.as_mut().expect("scaler set above");
+        let (scaler, _) = self.scalers[i].as_mut().expect("scaler set above");
         let mut rgb = frame::Video::empty();
         scaler
             .run(&self.decoded, &mut rgb)
@@ -305,6 +414,22 @@ impl VideoSampler {
             rgb: packed,
         })
     }
+}
+
+/// Mean luma of each cell of a [`GRID`] over the frame.
+fn luma_grid(f: &RgbFrame) -> [f32; GRID_CELLS] {
+    let (w, h) = (f.width as usize, f.height as usize);
+    let mut sum = [0f32; GRID_CELLS];
+    let mut count = [0u32; GRID_CELLS];
+    for y in 0..h {
+        let cy = y * GRID.1 / h;
+        for (x, p) in f.rgb[y * w * 3..(y + 1) * w * 3].chunks_exact(3).enumerate() {
+            let cell = cy * GRID.0 + x * GRID.0 / w;
+            sum[cell] += 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
+            count[cell] += 1;
+        }
+    }
+    std::array::from_fn(|i| sum[i] / count[i].max(1) as f32)
 }
 
 /// Largest size inside `max_w × max_h` with the source's aspect, never larger
@@ -394,23 +519,39 @@ fn push_samples(dst: &mut Vec<f32>, frame: &frame::Audio) {
 /// Where a decoded file's frames and audio lie inside its segment.
 pub struct Packed {
     pub segment: Segment,
-    pub frames: Vec<FrameRef>,
+    /// Per rendition: the sides it serves and its frames.
+    pub renditions: Vec<(Vec<u32>, Vec<FrameRef>)>,
     pub audio: Option<AudioRef>,
 }
 
-/// Copies frames and audio into one sealed shared-memory segment.
+impl Packed {
+    /// The frames fitted inside `side × side`; empty if `side` was not asked for.
+    pub fn frames_for(&self, side: u32) -> &[FrameRef] {
+        self.renditions
+            .iter()
+            .find(|(sides, _)| sides.contains(&side))
+            .map_or(&[], |(_, frames)| frames)
+    }
+}
+
+/// Copies every rendition's frames and the audio into one sealed
+/// shared-memory segment.
 pub fn pack(decoded: &Decoded) -> Result<Packed, MediaError> {
     let mut offset = 0u64;
-    let mut frames = Vec::with_capacity(decoded.frames.len());
-    for f in &decoded.frames {
-        frames.push(FrameRef {
-            offset,
-            width: f.width,
-            height: f.height,
-            stride: f.width * 3,
-            pts_s: f.pts_s,
-        });
-        offset += f.rgb.len() as u64;
+    let mut renditions = Vec::with_capacity(decoded.renditions.len());
+    for r in &decoded.renditions {
+        let mut refs = Vec::with_capacity(r.frames.len());
+        for f in &r.frames {
+            refs.push(FrameRef {
+                offset,
+                width: f.width,
+                height: f.height,
+                stride: f.width * 3,
+                pts_s: f.pts_s,
+            });
+            offset += f.rgb.len() as u64;
+        }
+        renditions.push((r.sides.clone(), refs));
     }
     offset = offset.next_multiple_of(4); // f32 samples start aligned
     let audio = decoded
@@ -425,8 +566,10 @@ pub fn pack(decoded: &Decoded) -> Result<Packed, MediaError> {
     let total = offset + audio.map_or(0, |a| a.samples * 4);
     let mut writer = SegmentWriter::create(total)?;
     let bytes = writer.bytes_mut();
-    for (f, r) in decoded.frames.iter().zip(&frames) {
-        bytes[r.offset as usize..][..f.rgb.len()].copy_from_slice(&f.rgb);
+    for (r, (_, refs)) in decoded.renditions.iter().zip(&renditions) {
+        for (f, fr) in r.frames.iter().zip(refs) {
+            bytes[fr.offset as usize..][..f.rgb.len()].copy_from_slice(&f.rgb);
+        }
     }
     if let (Some(samples), Some(a)) = (&decoded.audio, audio) {
         let dst = &mut bytes[a.offset as usize..][..samples.len() * 4];
@@ -436,7 +579,7 @@ pub fn pack(decoded: &Decoded) -> Result<Packed, MediaError> {
     }
     Ok(Packed {
         segment: writer.seal()?,
-        frames,
+        renditions,
         audio,
     })
 }
@@ -474,25 +617,29 @@ mod tests {
     #[test]
     fn pack_lays_out_frames_then_aligned_audio() {
         let decoded = Decoded {
-            frames: vec![
-                RgbFrame {
-                    pts_s: 0.0,
-                    width: 1,
-                    height: 1,
-                    rgb: vec![1, 2, 3],
-                },
-                RgbFrame {
-                    pts_s: 0.5,
-                    width: 1,
-                    height: 1,
-                    rgb: vec![4, 5, 6],
-                },
-            ],
+            renditions: vec![Rendition {
+                sides: vec![640],
+                frames: vec![
+                    RgbFrame {
+                        pts_s: 0.0,
+                        width: 1,
+                        height: 1,
+                        rgb: vec![1, 2, 3],
+                    },
+                    RgbFrame {
+                        pts_s: 0.5,
+                        width: 1,
+                        height: 1,
+                        rgb: vec![4, 5, 6],
+                    },
+                ],
+            }],
             audio: Some(vec![0.25, -1.0]),
             ..Default::default()
         };
         let packed = pack(&decoded).unwrap();
-        assert_eq!(packed.frames[1].offset, 3);
+        assert_eq!(packed.frames_for(640)[1].offset, 3);
+        assert!(packed.frames_for(1280).is_empty());
         let a = packed.audio.unwrap();
         assert_eq!((a.offset, a.samples), (8, 2));
         let view = vx_shm::SegmentView::open(

@@ -63,18 +63,18 @@ fn video_with_audio_gives_sampled_scaled_frames_and_16k_mono() {
     );
 
     // The first frame at or after each 0.5 s mark (frames are 0.04 s apart).
-    let pts: Vec<f64> = d.frames.iter().map(|f| f.pts_s).collect();
+    let pts: Vec<f64> = d.frames_for(640).iter().map(|f| f.pts_s).collect();
     assert_eq!(pts.len(), 6, "{pts:?}");
     for (i, t) in pts.iter().enumerate() {
         let mark = i as f64 * 0.5;
         assert!(*t >= mark - 1e-6 && *t < mark + 0.04, "{pts:?}");
     }
-    for f in &d.frames {
+    for f in d.frames_for(640) {
         assert_eq!((f.width, f.height), (640, 360));
         assert_eq!(f.rgb.len(), 640 * 360 * 3);
     }
     // testsrc's top-left corner is not black: the pixels really are decoded.
-    assert!(d.frames[0].rgb[..300].iter().any(|&b| b > 30));
+    assert!(d.frames_for(640)[0].rgb[..300].iter().any(|&b| b > 30));
 
     let audio = d.audio.unwrap();
     let secs = audio.len() as f64 / AUDIO_RATE as f64;
@@ -106,7 +106,7 @@ fn long_video_is_sampled_more_sparsely_to_respect_max_frames() {
         ..DecodeOptions::default()
     };
     let d = decode(&p, &opts).unwrap();
-    let pts: Vec<f64> = d.frames.iter().map(|f| f.pts_s).collect();
+    let pts: Vec<f64> = d.frames_for(640).iter().map(|f| f.pts_s).collect();
     assert_eq!(pts, [0.0, 4.0, 8.0, 12.0, 16.0]);
     assert!(d.audio.is_none());
 }
@@ -124,7 +124,7 @@ fn audio_only_and_still_images_get_their_kind() {
     ]);
     let d = decode(&mp3, &DecodeOptions::default()).unwrap();
     assert_eq!(d.kind(), MediaKind::Audio);
-    assert!(d.frames.is_empty());
+    assert_eq!(d.frame_count(), 0);
     let zc = zero_crossings_per_s(&d.audio.unwrap());
     assert!((zc - 2000.0).abs() < 20.0, "{zc}");
 
@@ -141,8 +141,83 @@ fn audio_only_and_still_images_get_their_kind() {
     let d = decode(&jpg, &DecodeOptions::default()).unwrap();
     assert_eq!(d.kind(), MediaKind::Image);
     assert_eq!(d.duration_s, None);
-    assert_eq!(d.frames.len(), 1);
-    assert_eq!((d.frames[0].width, d.frames[0].height), (640, 320));
+    assert_eq!(d.frame_count(), 1);
+    let f = &d.frames_for(640)[0];
+    assert_eq!((f.width, f.height), (640, 320));
+}
+
+/// A 3 s still title, then 2 s of motion, at 720p.
+fn still_then_moving(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("still_then_moving.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=navy:size=1280x720:rate=25:duration=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=25:duration=2",
+        "-filter_complex",
+        "[0][1]concat=n=2:v=1:a=0",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        p.to_str().unwrap(),
+    ]);
+    p
+}
+
+#[test]
+fn a_still_shot_is_sampled_once_and_motion_every_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = still_then_moving(dir.path());
+    let d = decode(&p, &DecodeOptions::default()).unwrap();
+    let pts: Vec<f64> = d.frames_for(640).iter().map(|f| f.pts_s).collect();
+    // One frame for the 3 s still, then one per 0.5 s of testsrc2.
+    assert_eq!(pts.len(), 5, "{pts:?}");
+    assert_eq!(pts[0], 0.0);
+    assert!((pts[1] - 3.0).abs() < 0.05, "{pts:?}");
+
+    let every = DecodeOptions {
+        still_threshold: 0.0,
+        ..DecodeOptions::default()
+    };
+    assert_eq!(decode(&p, &every).unwrap().frame_count(), 10);
+}
+
+#[test]
+fn each_size_is_scaled_once_and_unwanted_audio_is_not_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = still_then_moving(dir.path());
+    let opts = DecodeOptions {
+        frame_sides: vec![1280, 640, 1920],
+        audio: false,
+        ..DecodeOptions::default()
+    };
+    let d = decode(&p, &opts).unwrap();
+    // 1280 and 1920 both give the source's own 1280×720: one rendition.
+    assert_eq!(d.renditions.len(), 2);
+    let small = d.frames_for(640);
+    let large = d.frames_for(1920);
+    assert_eq!((small[0].width, large[0].width), (640, 1280));
+    assert_eq!(d.frames_for(1280).len(), small.len());
+    let times = |fs: &[vx_media::RgbFrame]| fs.iter().map(|f| f.pts_s).collect::<Vec<_>>();
+    assert_eq!(times(small), times(large));
+    assert!(d.frames_for(320).is_empty());
+
+    let packed = vx_media::pack(&d).unwrap();
+    assert_eq!(packed.frames_for(1280).len(), small.len());
+    assert_eq!(packed.frames_for(640)[0].width, 640);
+
+    let no_frames = DecodeOptions {
+        frame_sides: vec![],
+        ..DecodeOptions::default()
+    };
+    let d = decode(&p, &no_frames).unwrap();
+    assert_eq!((d.kind(), d.frame_count()), (MediaKind::Video, 0));
+    assert_eq!(d.video_codec.as_deref(), Some("h264"));
 }
 
 #[test]

@@ -31,6 +31,9 @@ pub const PROTOCOL_VERSION: u32 = 2;
 pub const EXIT_PANIC: i32 = 70;
 /// Exit status of a host whose allocator failed: it hit its memory limit.
 pub const EXIT_OUT_OF_MEMORY: i32 = 71;
+/// Exit status of a host whose plugin could not open its models (it says
+/// why on stderr before Hello).
+pub const EXIT_NO_MODEL: i32 = 72;
 
 /// First message from a host. Frozen: never add, remove or reorder fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
