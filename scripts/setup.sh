@@ -14,8 +14,10 @@ APT_PACKAGES=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev ffmpeg python3 python3-pip python3-venv
   espeak-ng systemd
-  # Tests: real photos with ground truth, and the OCR baseline with its fonts.
+  # Tests: real photos with ground truth, the OCR baseline with its fonts,
+  # and real drum samples (music that is not speech).
   labelme-examples tesseract-ocr tesseract-ocr-eng libtesseract-dev fonts-dejavu-core
+  python-kivy-examples
 )
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

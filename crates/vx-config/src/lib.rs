@@ -13,12 +13,19 @@ use serde::Deserialize;
 pub const EXAMPLE_TOML: &str = include_str!("../../../config/vxd.example.toml");
 
 /// Every plugin this build of vx knows, in the order they run.
-pub const KNOWN_PLUGINS: &[&str] = &["keyframes", "objects", "faces", "ocr", "misbehave"];
+pub const KNOWN_PLUGINS: &[&str] = &[
+    "keyframes",
+    "objects",
+    "faces",
+    "ocr",
+    "speech",
+    "misbehave",
+];
 /// Plugins run when the config names none (those whose models are missing
 /// are not started; status says which model and how to install it).
 /// `misbehave` is a fault injector for tests and only exists in hosts built
 /// with its cargo feature.
-pub const DEFAULT_PLUGINS: &[&str] = &["keyframes", "objects", "faces", "ocr"];
+pub const DEFAULT_PLUGINS: &[&str] = &["keyframes", "objects", "faces", "ocr", "speech"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -210,6 +210,10 @@ pub struct SegmentResult {
     pub thumbnail: Option<PathBuf>,
     /// The most faces visible at once in this range.
     pub faces: u32,
+    /// Who speaks in this range ("speaker 1"), for transcripts.
+    pub speaker: Option<String>,
+    /// The spoken language (ISO 639-1, "en"), for transcripts.
+    pub language: Option<String>,
     /// What was found, with where: boxes of objects and faces, lines of text.
     pub detections: Vec<Detection>,
 }
