@@ -31,7 +31,9 @@ pub fn installed_cache() -> PathBuf {
         Some(d) => d.into(),
         None => std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"))
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache")
+            })
             .join("vx"),
     }
 }

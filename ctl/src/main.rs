@@ -478,6 +478,18 @@ fn print_file(r: &FileReport) {
                 if n == 0 { "results" } else { "" }
             );
         }
+        if !i.labels.is_empty() {
+            println!("{:<10}{}", "found", i.labels.join(", "));
+        }
+        if i.faces > 0 {
+            println!("{:<10}up to {} at once", "faces", i.faces);
+        }
+        if i.transcript_chars > 0 {
+            println!(
+                "{:<10}{} characters, {} speaker(s)",
+                "speech", i.transcript_chars, i.speakers
+            );
+        }
     }
     for (n, f) in r.failures.iter().enumerate() {
         println!(
@@ -578,8 +590,13 @@ fn print_hits(hits: &[Hit]) {
             1 => "  1 face".into(),
             n => format!("  {n} faces"),
         };
+        let speaker = h
+            .speaker
+            .as_ref()
+            .map(|s| format!("  {s}"))
+            .unwrap_or_default();
         println!(
-            "{:>3}. {}  [{}]{range}{faces}",
+            "{:>3}. {}  [{}]{range}{faces}{speaker}",
             i + 1,
             h.path.display(),
             h.kind
@@ -621,8 +638,10 @@ fn highlighted(snippet: &str, ranges: &[[u32; 2]]) -> String {
 enum Has {
     /// A face is visible.
     Faces,
-    /// Words were read on screen (or heard).
+    /// Words were read on screen or heard.
     Text,
+    /// Someone speaks.
+    Speech,
 }
 
 impl Has {
@@ -630,6 +649,7 @@ impl Has {
         match self {
             Has::Faces => "faces",
             Has::Text => "text",
+            Has::Speech => "speech",
         }
     }
 }

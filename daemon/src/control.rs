@@ -163,13 +163,15 @@ fn handle(conn: Stream, control: &Control) -> anyhow::Result<()> {
                 Reply::Status(control.status())
             }
             Request::File(path) => control.file(path),
-            Request::Search(s) => match control
-                .index
-                .search(&s.query, &s.filters, s.limit.clamp(1, 10_000) as usize)
-            {
-                Ok(hits) => Reply::Search(SearchReply { hits }),
-                Err(e) => Reply::Error(e.to_string()),
-            },
+            Request::Search(s) => {
+                match control
+                    .index
+                    .search(&s.query, &s.filters, s.limit.clamp(1, 10_000) as usize)
+                {
+                    Ok(hits) => Reply::Search(SearchReply { hits }),
+                    Err(e) => Reply::Error(e.to_string()),
+                }
+            }
             Request::Retry(r) => Reply::Retry(retry(control, r)),
         };
         write_frame(&mut writer, &reply)?;

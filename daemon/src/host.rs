@@ -24,8 +24,8 @@ use interprocess::local_socket::{
     GenericFilePath, Listener, ListenerNonblockingMode, ListenerOptions, Stream, prelude::*,
 };
 use vx_plugin_protocol::{
-    DaemonToHost, EXIT_NO_MODEL, EXIT_OUT_OF_MEMORY, EXIT_PANIC, HostToDaemon, Job, Needs, PROTOCOL_VERSION,
-    PluginError, PluginOutput,
+    DaemonToHost, EXIT_NO_MODEL, EXIT_OUT_OF_MEMORY, EXIT_PANIC, HostToDaemon, Job, Needs,
+    PROTOCOL_VERSION, PluginError, PluginOutput,
 };
 use vx_wire::{WireError, read_frame, write_frame};
 

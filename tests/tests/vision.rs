@@ -90,7 +90,10 @@ fn names(hits: &[Value]) -> Vec<String> {
 fn hits(d: &Daemon, args: &[&str]) -> Vec<Value> {
     let mut args = [&["search"], args, &["--limit", "1000"]].concat();
     args.retain(|a| !a.is_empty());
-    d.json(&args)["hits"].as_array().cloned().unwrap_or_default()
+    d.json(&args)["hits"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The one segment hit in `file`, as (start, end).
@@ -151,7 +154,10 @@ fn photos_and_a_video_are_searchable_by_objects_faces_and_text_at_the_right_mome
 
     let slide = hits(&d, &["roadmap", "--has", "text"]);
     let (a, b) = moment(&slide, "talk.mp4");
-    assert!((3.5..4.6).contains(&a) && (7.5..8.6).contains(&b), "slide at {a}–{b}");
+    assert!(
+        (3.5..4.6).contains(&a) && (7.5..8.6).contains(&b),
+        "slide at {a}–{b}"
+    );
     let snippet = slide[0]["snippet"].as_str().unwrap();
     assert!(
         snippet.contains("Quarterly roadmap review") && snippet.contains("Invoice 4471 is overdue"),

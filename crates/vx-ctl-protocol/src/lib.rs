@@ -77,6 +77,14 @@ pub struct IndexedFile {
     pub plugin_set: String,
     /// Segments indexed per plugin.
     pub segments: Vec<(String, u64)>,
+    /// Characters of transcript (spoken words).
+    pub transcript_chars: u64,
+    /// Different voices heard.
+    pub speakers: u32,
+    /// The most faces visible at once.
+    pub faces: u32,
+    /// Everything the plugins labelled in it ("bus", "face", "speech", …).
+    pub labels: Vec<String>,
 }
 
 /// Index these files again even though they are unchanged; with `all`, every
@@ -109,7 +117,7 @@ pub struct SearchFilters {
     /// Each of these labels, exactly ("bus", "dining table", "face").
     pub labels: Vec<String>,
     /// Each of these: "faces" (someone's face is visible), "text" (words were
-    /// read or heard).
+    /// read or heard), "speech" (someone speaks).
     pub has: Vec<String>,
     /// "video", "audio" or "image".
     pub kind: Option<String>,
@@ -140,6 +148,8 @@ pub struct Hit {
     pub faces: u32,
     /// The plugin that found it; `None` for a whole-file hit.
     pub plugin: Option<String>,
+    /// Who speaks there ("speaker 1"), for transcript hits.
+    pub speaker: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -18,14 +18,17 @@ use std::sync::Mutex;
 
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, TermQuery};
-use tantivy::snippet::SnippetGenerator;
 use tantivy::schema::{
     FAST, Field, IndexRecordOption, STORED, STRING, Schema, SchemaBuilder, TEXT, TantivyDocument,
     Value,
 };
+use tantivy::snippet::SnippetGenerator;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
 use vx_ctl_protocol::{Hit, IndexedFile, SearchFilters};
 use vx_plugin_protocol::{MediaKind, SegmentResult};
+
+/// The file document's copy of all its segments' words stops here.
+const MAX_FILE_TEXT_BYTES: usize = 1 << 20;
 
 /// Memory budget of the single index writer.
 const WRITER_HEAP_BYTES: usize = 50_000_000;
@@ -96,6 +99,8 @@ struct Fields {
     faces: Field,
     /// The segment's detections as JSON (boxes, landmarks, lines of text).
     detections: Field,
+    speaker: Field,
+    language: Field,
     text: Field,
     phash: Field,
     thumbnail: Field,
@@ -141,6 +146,8 @@ fn build_schema() -> (Schema, Fields) {
         has: b.add_text_field("has", STRING),
         faces: b.add_u64_field("faces", STORED | FAST),
         detections: b.add_text_field("detections", STORED),
+        speaker: b.add_text_field("speaker", STRING | STORED),
+        language: b.add_text_field("language", STRING | STORED),
         text: b.add_text_field("text", TEXT | STORED),
         phash: b.add_u64_field("phash", STORED),
         thumbnail: b.add_text_field("thumbnail", STORED),
@@ -231,7 +238,10 @@ impl MediaIndex {
                     .and_then(|v| v.as_str())
                     .unwrap_or_default();
                 if keep.contains(&plugin) {
-                    labels.extend(d.get_all(f.labels).filter_map(|v| v.as_str().map(str::to_owned)));
+                    labels.extend(
+                        d.get_all(f.labels)
+                            .filter_map(|v| v.as_str().map(str::to_owned)),
+                    );
                     faces = faces.max(d.get_first(f.faces).and_then(|v| v.as_u64()).unwrap_or(0));
                     kept.push(d);
                 }
@@ -240,6 +250,21 @@ impl MediaIndex {
         for (_, s) in segments {
             labels.extend(s.labels.iter().cloned());
             faces = faces.max(u64::from(s.faces));
+        }
+        // The file document also holds all the words (the full transcript,
+        // the text read on screen), so a file can be found as a whole.
+        let mut all_text = String::new();
+        let kept_text = kept
+            .iter()
+            .flat_map(|d| d.get_all(f.text).filter_map(|v| v.as_str()));
+        for t in kept_text.chain(segments.iter().map(|(_, s)| s.text.as_str())) {
+            if all_text.len() + t.len() > MAX_FILE_TEXT_BYTES {
+                break;
+            }
+            if !t.trim().is_empty() {
+                all_text.push_str(t.trim());
+                all_text.push('\n');
+            }
         }
         let writer = self.writer();
         writer.delete_term(Term::from_field_text(f.path, &path));
@@ -280,7 +305,8 @@ impl MediaIndex {
         if !file.failures.is_empty() {
             d.add_text(f.failed, "yes");
         }
-        self.add_findings(&mut d, &labels, faces, false);
+        self.add_findings(&mut d, &labels, faces, !all_text.is_empty());
+        d.add_text(f.text, all_text);
         writer.add_document(d)?;
         for (plugin, s) in segments {
             let mut d = doc!(
@@ -292,7 +318,18 @@ impl MediaIndex {
                 f.end_s => s.end_s,
                 f.text => s.text.as_str(),
             );
-            self.add_findings(&mut d, &s.labels, u64::from(s.faces), !s.text.trim().is_empty());
+            self.add_findings(
+                &mut d,
+                &s.labels,
+                u64::from(s.faces),
+                !s.text.trim().is_empty(),
+            );
+            if let Some(speaker) = &s.speaker {
+                d.add_text(f.speaker, speaker);
+            }
+            if let Some(language) = &s.language {
+                d.add_text(f.language, language);
+            }
             if !s.detections.is_empty() {
                 let json = serde_json::to_string(&s.detections).unwrap_or_default();
                 d.add_text(f.detections, json);
@@ -321,6 +358,9 @@ impl MediaIndex {
         for l in labels {
             d.add_text(f.labels, l);
             d.add_text(f.label, l.to_lowercase());
+            if l == "speech" {
+                d.add_text(f.has, "speech");
+            }
         }
         d.add_u64(f.faces, faces);
         if faces > 0 {
@@ -414,6 +454,8 @@ impl MediaIndex {
         let f = self.f;
         let mut info: Option<IndexedFile> = None;
         let mut segments: BTreeMap<String, u64> = BTreeMap::new();
+        let mut speakers = BTreeSet::new();
+        let mut transcript_chars = 0u64;
         for d in self.all_docs(&self.file_query(path))? {
             let text = |field| {
                 d.get_first(field)
@@ -423,6 +465,10 @@ impl MediaIndex {
             };
             if text(f.doc_type) == "segment" {
                 *segments.entry(text(f.plugin)).or_default() += 1;
+                if !text(f.speaker).is_empty() {
+                    speakers.insert(text(f.speaker));
+                    transcript_chars += text(f.text).chars().count() as u64;
+                }
                 continue;
             }
             let resolution = text(f.resolution);
@@ -444,6 +490,13 @@ impl MediaIndex {
                 content: text(f.content),
                 plugin_set: text(f.plugin_set),
                 segments: vec![],
+                transcript_chars: 0,
+                speakers: 0,
+                faces: d.get_first(f.faces).and_then(|v| v.as_u64()).unwrap_or(0) as u32,
+                labels: d
+                    .get_all(f.labels)
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
             });
         }
         Ok(info.map(|mut i| {
@@ -454,6 +507,8 @@ impl MediaIndex {
                 i.segments.push((name, n));
             }
             i.segments.extend(segments);
+            i.speakers = speakers.len() as u32;
+            i.transcript_chars = transcript_chars;
             i
         }))
     }
@@ -619,9 +674,19 @@ impl MediaIndex {
             )
         };
         let mut clauses = vec![(Occur::Must, words.box_clone())];
-        clauses.extend(filters.labels.iter().map(|l| exact(f.label, &l.to_lowercase())));
+        clauses.extend(
+            filters
+                .labels
+                .iter()
+                .map(|l| exact(f.label, &l.to_lowercase())),
+        );
         clauses.extend(filters.has.iter().map(|h| exact(f.has, h)));
-        clauses.extend(filters.kind.iter().map(|k| exact(f.kind, &k.to_lowercase())));
+        clauses.extend(
+            filters
+                .kind
+                .iter()
+                .map(|k| exact(f.kind, &k.to_lowercase())),
+        );
         let q = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
         let top = searcher.search(&q, &TopDocs::with_limit(limit.max(1)))?;
@@ -633,8 +698,8 @@ impl MediaIndex {
             let d: TantivyDocument = searcher.doc(addr)?;
             hits.push(self.hit(&d, score, &words, &snippets));
         }
-        // A file that matched only through what its moments show is listed
-        // by those moments; the whole-file hit would repeat them.
+        // A file that matched only through what its moments show or say is
+        // listed by those moments; the whole-file hit would repeat them.
         let with_moments: BTreeSet<PathBuf> = hits
             .iter()
             .filter(|h| h.plugin.is_some())
@@ -643,7 +708,7 @@ impl MediaIndex {
         hits.retain(|h| {
             h.plugin.is_some()
                 || !with_moments.contains(&h.path)
-                || h.fields.iter().any(|f| f != "labels")
+                || h.fields.iter().any(|f| f != "labels" && f != "text")
         });
         Ok(hits)
     }
@@ -711,7 +776,10 @@ impl MediaIndex {
                     let end = full.char_indices().nth(160).map_or(full.len(), |(i, _)| i);
                     (full[..end].to_owned(), vec![])
                 } else {
-                    (matched.fragment().to_owned(), matched.highlighted().to_vec())
+                    (
+                        matched.fragment().to_owned(),
+                        matched.highlighted().to_vec(),
+                    )
                 };
                 if !snippet.is_empty() {
                     snippet.push_str(" · ");
@@ -745,6 +813,7 @@ impl MediaIndex {
             labels: text(f.labels),
             faces: d.get_first(f.faces).and_then(|v| v.as_u64()).unwrap_or(0) as u32,
             plugin: text(f.plugin).into_iter().next(),
+            speaker: text(f.speaker).into_iter().next(),
         }
     }
 }
@@ -828,11 +897,18 @@ mod tests {
         // The moment with the bus, and the file as a whole (its labels).
         // The moment with the bus; the file's own document also holds the
         // label, but its moments already stand for it.
-        let hits = idx.search("bus", &only(&[], &[], Some("video")), 10).unwrap();
+        let hits = idx
+            .search("bus", &only(&[], &[], Some("video")), 10)
+            .unwrap();
         let moments: Vec<_> = hits.iter().map(|h| (h.start_s, h.end_s)).collect();
         assert_eq!(moments, [(Some(2.0), Some(4.5))]);
         assert_eq!(idx.search("bus", &none(), 10).unwrap().len(), 2);
-        assert_eq!(idx.search("bus", &only(&[], &[], Some("image")), 10).unwrap().len(), 1);
+        assert_eq!(
+            idx.search("bus", &only(&[], &[], Some("image")), 10)
+                .unwrap()
+                .len(),
+            1
+        );
         // A file hit on its name stays.
         assert_eq!(idx.search("street", &none(), 10).unwrap().len(), 1);
 
@@ -840,17 +916,78 @@ mod tests {
         assert_eq!(faced.len(), 1, "{faced:?}");
         assert_eq!((faced[0].faces, faced[0].start_s), (2, Some(5.0)));
 
-        let tables = idx.search("", &only(&["Dining Table"], &[], None), 10).unwrap();
+        let tables = idx
+            .search("", &only(&["Dining Table"], &[], None), 10)
+            .unwrap();
         assert_eq!(tables.len(), 1);
-        assert!(idx.search("", &only(&["table"], &[], None), 10).unwrap().is_empty());
+        assert!(
+            idx.search("", &only(&["table"], &[], None), 10)
+                .unwrap()
+                .is_empty()
+        );
 
-        let slides = idx.search("roadmap", &only(&[], &["text"], None), 10).unwrap();
+        let slides = idx
+            .search("roadmap", &only(&[], &["text"], None), 10)
+            .unwrap();
         assert_eq!(slides.len(), 1);
         let h = &slides[0];
         assert_eq!((h.start_s, h.end_s), (Some(8.0), Some(12.0)));
         assert_eq!(h.plugin.as_deref(), Some("ocr"));
         let [a, b] = h.highlights[0];
         assert_eq!(&h.snippet[a as usize..b as usize], "roadmap", "{h:?}");
+    }
+
+    #[test]
+    fn transcripts_are_found_at_their_moment_with_speaker_and_counted_per_file() {
+        let idx = MediaIndex::in_ram().unwrap();
+        let said = |start, end, text: &str, who: &str| SegmentResult {
+            speaker: Some(who.into()),
+            language: Some("en".into()),
+            ..found(start, end, &["speech"], 0, text)
+        };
+        let segs = [
+            said(
+                5.0,
+                8.0,
+                "The budget meeting moved to Thursday.",
+                "speaker 1",
+            ),
+            said(
+                9.0,
+                12.0,
+                "Thanks, the tax deadline is Friday.",
+                "speaker 2",
+            ),
+        ];
+        let path = Path::new("/m/call.mp4");
+        idx.put_file(
+            &video("/m/call.mp4"),
+            &[("speech", &segs[0]), ("speech", &segs[1])],
+        )
+        .unwrap();
+        idx.commit().unwrap();
+
+        let hits = idx.search("\"tax deadline\"", &none(), 10).unwrap();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!((hits[0].start_s, hits[0].end_s), (Some(9.0), Some(12.0)));
+        assert_eq!(hits[0].speaker.as_deref(), Some("speaker 2"));
+        // Words spread over two moments still find the file, by its transcript.
+        let whole = idx.search("budget friday", &none(), 10).unwrap();
+        assert_eq!(whole.len(), 1);
+        assert_eq!((whole[0].start_s, whole[0].plugin.as_deref()), (None, None));
+
+        let speech = SearchFilters {
+            has: vec!["speech".into()],
+            ..none()
+        };
+        assert_eq!(idx.search("", &speech, 10).unwrap().len(), 2);
+        let info = idx.file_info(path).unwrap().unwrap();
+        assert_eq!(info.speakers, 2);
+        let chars = segs
+            .iter()
+            .map(|s| s.text.chars().count() as u64)
+            .sum::<u64>();
+        assert_eq!(info.transcript_chars, chars);
     }
 
     #[test]
@@ -1072,7 +1209,11 @@ mod tests {
         idx.put_file_keeping(&rec, &[("objects", &new)], &["keyframes"])
             .unwrap();
         idx.commit().unwrap();
-        assert_eq!(idx.search("scene", &none(), 10).unwrap().len(), 1, "keyframes kept");
+        assert_eq!(
+            idx.search("scene", &none(), 10).unwrap().len(),
+            1,
+            "keyframes kept"
+        );
         assert!(
             idx.search("oldlabel", &none(), 10).unwrap().is_empty(),
             "old objects gone"

@@ -171,7 +171,9 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
                 .contains(ff::format::stream::Disposition::ATTACHED_PIC)
         })
         .map(|s| s.index());
-    let has_video = input.streams().any(|s| s.parameters().medium() == media::Type::Video);
+    let has_video = input
+        .streams()
+        .any(|s| s.parameters().medium() == media::Type::Video);
     let audio_stream = input.streams().best(media::Type::Audio).map(|s| s.index());
     if !has_video && audio_stream.is_none() {
         return Err(MediaError::NoStreams);
@@ -423,7 +425,10 @@ fn luma_grid(f: &RgbFrame) -> [f32; GRID_CELLS] {
     let mut count = [0u32; GRID_CELLS];
     for y in 0..h {
         let cy = y * GRID.1 / h;
-        for (x, p) in f.rgb[y * w * 3..(y + 1) * w * 3].chunks_exact(3).enumerate() {
+        for (x, p) in f.rgb[y * w * 3..(y + 1) * w * 3]
+            .chunks_exact(3)
+            .enumerate()
+        {
             let cell = cy * GRID.0 + x * GRID.0 / w;
             sum[cell] += 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
             count[cell] += 1;

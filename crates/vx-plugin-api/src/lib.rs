@@ -13,10 +13,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
-pub use vx_plugin_protocol::{Detection, Needs, PluginError, PluginOutput, SegmentResult};
 use vx_plugin_protocol::{
     DaemonToHost, EXIT_PANIC, FrameRef, Hello, HostToDaemon, Job, JobReply, PROTOCOL_VERSION,
 };
+pub use vx_plugin_protocol::{Detection, Needs, PluginError, PluginOutput, SegmentResult};
 use vx_shm::SegmentView;
 use vx_wire::{WireError, read_frame, write_frame};
 
