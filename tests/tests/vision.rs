@@ -166,3 +166,31 @@ fn photos_and_a_video_are_searchable_by_objects_faces_and_text_at_the_right_mome
     let [x, y] = [0, 1].map(|i| slide[0]["highlights"][0][i].as_u64().unwrap() as usize);
     assert_eq!(snippet[x..y].to_lowercase(), "roadmap");
 }
+
+#[test]
+fn plugins_without_their_models_are_not_started_and_status_says_how_to_install_them() {
+    let d = Daemon::start(|media| vx_e2e::make_video(&media.join("clip.mp4"), 2));
+    d.wait_idle(60);
+    let status = d.json(&["status"]);
+    let plugins = status["plugins"].as_array().unwrap();
+    let state = |name: &str| plugins.iter().find(|p| p["name"] == name).cloned().unwrap();
+    for (plugin, model) in [
+        ("objects", "nanodet"),
+        ("faces", "centerface"),
+        ("ocr", "ppocr-v4-det"),
+        ("speech", "whisper-tiny.en"),
+    ] {
+        let p = state(plugin);
+        assert_eq!(p["state"], "missing", "{p:#}");
+        let why = p["last_error"].as_str().unwrap();
+        assert!(
+            why.contains(&format!("model {model} is not installed")) && why.contains("scripts/setup.sh"),
+            "{why}"
+        );
+    }
+    assert_eq!(state("keyframes")["state"], "ready");
+    assert_eq!(status["files"]["indexed"], 1, "{status:#}");
+    let out = d.vxctl(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("missing") && text.contains("scripts/setup.sh"), "{text}");
+}
