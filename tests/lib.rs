@@ -308,8 +308,9 @@ impl Daemon {
         let out = self.vxctl(&["wait", "--timeout", &timeout_s.to_string()]);
         assert!(
             out.status.success(),
-            "vxd not idle in {timeout_s} s: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "vxd not idle in {timeout_s} s: {}\nvxd's log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
         );
     }
 

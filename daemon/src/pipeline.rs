@@ -95,7 +95,11 @@ impl Pipeline {
         let mut slots = vec![];
         for plugin in &settings.plugins {
             match vx_models::missing_for_plugin(plugin, &settings.cache_dir) {
-                None => slots.push(Slot::new(plugin)),
+                None => {
+                    // Listed now, so status shows plugins in the configured order.
+                    state.set_plugin(plugin, worker, |_| {});
+                    slots.push(Slot::new(plugin));
+                }
                 Some(missing) => {
                     if worker == 0 {
                         tracing::warn!(plugin = %plugin, "not started: {missing}");

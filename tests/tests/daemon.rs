@@ -59,7 +59,12 @@ fn indexes_a_folder_then_picks_up_new_and_deleted_files_and_stops_cleanly() {
     );
     assert_eq!(status["idle"], Value::Bool(true));
     assert!(status["failed_files"].as_array().unwrap().is_empty());
-    let plugin = &status["plugins"][0];
+    let plugin = status["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "keyframes")
+        .unwrap();
     assert_eq!(
         (plugin["name"].as_str(), plugin["state"].as_str()),
         (Some("keyframes"), Some("ready"))

@@ -183,7 +183,7 @@ fn host_silent_before_hello_times_out_and_is_disabled() {
 fn host_speaking_another_protocol_is_refused_with_both_versions() {
     broken_host_is_disabled(
         "wrong-protocol",
-        "plugin misbehave speaks protocol 1001, vxd speaks 1",
+        "plugin misbehave speaks protocol 1002, vxd speaks 2",
     );
 }
 
