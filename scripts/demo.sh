@@ -24,14 +24,14 @@ cp "$VOC/2011_000006.jpg" "$MEDIA/friends.jpg"
 cp "$CACHE/testdata/grace_hopper.jpg" "$MEDIA/portrait.jpg"
 # A 12 s talk: 4 s of a person on screen, then a slide while someone says a
 # sentence, then a colour test card; and a voice memo.
-espeak-ng -v en-us -s 120 -w "$DEMO/said.wav" "The budget meeting moved to Thursday morning."
+espeak-ng -v en-gb -s 120 -w "$DEMO/said.wav" "The budget meeting moved to Thursday morning."
 ff -loop 1 -t 4 -i "$CACHE/testdata/astronaut.png" \
    -f lavfi -i "color=c=white:s=1280x720:d=5:r=25,drawtext=fontfile=$SANS:text='Q3 roadmap review':fontsize=64:x=120:y=300:fontcolor=black" \
    -f lavfi -i "testsrc=size=1280x720:rate=25:duration=3" \
    -i "$DEMO/said.wav" \
    -filter_complex "[0]scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=25,format=yuv420p[a];[1]setsar=1,format=yuv420p[b];[2]setsar=1,format=yuv420p[c];[a][b][c]concat=n=3:v=1:a=0[v];[3]adelay=4500:all=1,apad[s]" \
    -map "[v]" -map "[s]" -t 12 -c:v libx264 -preset veryfast -c:a aac "$MEDIA/team_talk.mp4"
-espeak-ng -v en-gb -s 120 -w "$DEMO/memo.wav" "Remember to file the tax return before the deadline."
+espeak-ng -v en-us -s 120 -w "$DEMO/memo.wav" "Remember to file the tax return before the deadline."
 ff -i "$DEMO/memo.wav" -c:a libmp3lame "$MEDIA/voice_memo.mp3"
 
 echo "==> starting vxd (log: $DEMO/vxd.log)" >&2

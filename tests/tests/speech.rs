@@ -12,12 +12,16 @@ const DRUMS: &str = "/usr/share/kivy-examples/audio";
 
 fn espeak(text: &str, wav: &Path) {
     let out = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "120", "-w"])
+        .args(["-v", "en-gb", "-s", "120", "-w"])
         .arg(wav)
         .arg(text)
         .output()
         .expect("espeak-ng runs (scripts/setup.sh installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn populate(media: &Path) {
@@ -51,7 +55,11 @@ fn populate(media: &Path) {
     let mut samples: Vec<String> = std::fs::read_dir(DRUMS)
         .unwrap_or_else(|e| panic!("{DRUMS}: {e}: run scripts/setup.sh"))
         .map(|e| e.unwrap().path().to_string_lossy().into_owned())
-        .filter(|p| ["kick_mid", "clap_mid", "hat_cl"].iter().any(|k| p.ends_with(&format!("{k}.wav"))))
+        .filter(|p| {
+            ["kick_mid", "clap_mid", "hat_cl"]
+                .iter()
+                .any(|k| p.ends_with(&format!("{k}.wav")))
+        })
         .collect();
     samples.sort();
     assert_eq!(samples.len(), 3, "{samples:?}");
@@ -86,14 +94,24 @@ fn speech_in_a_video_is_found_at_its_moment_and_drums_give_no_transcript() {
     let h = moment[0];
     assert!(h["path"].as_str().unwrap().ends_with("call.mp4"));
     let start = h["start_s"].as_f64().unwrap();
-    assert!((start - 4.0).abs() <= 2.0, "spoken at 4 s, found at {start}");
+    assert!(
+        (start - 4.0).abs() <= 2.0,
+        "spoken at 4 s, found at {start}"
+    );
     assert_eq!(h["speaker"], "speaker 1");
 
     let call = d.json(&["status", d.media.join("call.mp4").to_str().unwrap()]);
     assert_eq!(call["indexed"]["speakers"], 1, "{call:#}");
-    assert!(call["indexed"]["transcript_chars"].as_u64().unwrap() >= 20, "{call:#}");
+    assert!(
+        call["indexed"]["transcript_chars"].as_u64().unwrap() >= 20,
+        "{call:#}"
+    );
 
     let drums = d.json(&["status", d.media.join("drums.flac").to_str().unwrap()]);
-    assert_eq!(drums["indexed"]["segments"], serde_json::json!([["speech", 0]]), "{drums:#}");
+    assert_eq!(
+        drums["indexed"]["segments"],
+        serde_json::json!([["speech", 0]]),
+        "{drums:#}"
+    );
     assert_eq!(drums["indexed"]["transcript_chars"], 0);
 }

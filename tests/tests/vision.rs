@@ -184,7 +184,8 @@ fn plugins_without_their_models_are_not_started_and_status_says_how_to_install_t
         assert_eq!(p["state"], "missing", "{p:#}");
         let why = p["last_error"].as_str().unwrap();
         assert!(
-            why.contains(&format!("model {model} is not installed")) && why.contains("scripts/setup.sh"),
+            why.contains(&format!("model {model} is not installed"))
+                && why.contains("scripts/setup.sh"),
             "{why}"
         );
     }
@@ -192,5 +193,8 @@ fn plugins_without_their_models_are_not_started_and_status_says_how_to_install_t
     assert_eq!(status["files"]["indexed"], 1, "{status:#}");
     let out = d.vxctl(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("missing") && text.contains("scripts/setup.sh"), "{text}");
+    assert!(
+        text.contains("missing") && text.contains("scripts/setup.sh"),
+        "{text}"
+    );
 }

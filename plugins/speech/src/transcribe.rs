@@ -78,10 +78,11 @@ impl Whisper {
         &self.name
     }
 
-    /// Transcribes each chunk of `audio` (the file's 16 kHz samples), with
-    /// up to `workers` decoding states side by side (never more than chunks
-    /// or threads) sharing `threads` threads equally. Segments come back in
-    /// file order.
+    /// Transcribes each chunk of `audio` (the file's 16 kHz samples) on up
+    /// to `workers` decoding states side by side (no more than there are
+    /// chunks), each with `threads / workers` threads (at least one), also
+    /// when fewer chunks leave states unused. Segments come back in file
+    /// order.
     pub fn transcribe(
         &mut self,
         audio: &[f32],
@@ -89,7 +90,9 @@ impl Whisper {
         threads: usize,
         workers: usize,
     ) -> Result<Vec<Transcript>, String> {
-        let workers = workers.min(chunks.len()).min(threads).max(1);
+        let workers = workers.max(1);
+        let threads = (threads / workers).max(1);
+        let workers = workers.min(chunks.len()).max(1);
         while self.states.len() < workers {
             let state = self
                 .ctx
@@ -97,7 +100,6 @@ impl Whisper {
                 .map_err(|e| format!("whisper.cpp state: {e}"))?;
             self.states.push(state);
         }
-        let threads = (threads / workers).max(1);
         let multilingual = self.multilingual;
         let mut out = Vec::new();
         if workers == 1 {
@@ -207,7 +209,7 @@ fn run_chunk(
 }
 
 /// A segment's text without annotations whisper writes for non-speech:
-/// anything in brackets or parentheses ("[Music]", "(upbeat music)"), music
+/// anything in brackets or parentheses (`[Music]`, `(upbeat music)`), music
 /// notes; whitespace collapsed. `None` when no letter or digit is left.
 pub fn clean_text(raw: &str) -> Option<String> {
     let mut kept = String::with_capacity(raw.len());

@@ -125,6 +125,7 @@ fn music_tones_noise_and_silence_give_no_segments() {
     tones.extend(common::tone(1000.0, 5.0, 0.3));
     let cases = [
         ("drum loop", common::drums(15.0)),
+        ("drum kit", common::drum_kit(12.0)),
         ("tones", tones),
         ("noise", common::noise(5.0, 0.05)),
         ("silence", silence(10.0)),

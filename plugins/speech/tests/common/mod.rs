@@ -137,6 +137,33 @@ pub fn drums(seconds: f64) -> Vec<f32> {
     out
 }
 
+/// Three drum samples (kick, clap, closed hat), each looped, played
+/// together for `seconds`: a denser beat than [`drums`].
+pub fn drum_kit(seconds: f64) -> Vec<f32> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("kit.wav");
+    let t = seconds.to_string();
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-nostdin", "-y"]);
+    for name in ["kick_mid", "clap_mid", "hat_cl"] {
+        let wav = std::fs::read_dir(DRUMS)
+            .unwrap_or_else(|e| panic!("{DRUMS}: {e} (run scripts/setup.sh)"))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with(&format!("{name}.wav")))
+            .unwrap_or_else(|| panic!("no {name} sample in {DRUMS}"));
+        cmd.args(["-stream_loop", "-1", "-t", &t, "-i"]).arg(wav);
+    }
+    cmd.args([
+        "-filter_complex",
+        "[0][1][2]amix=inputs=3:duration=longest",
+        "-t",
+        &t,
+    ])
+    .arg(&out);
+    run(&mut cmd);
+    decode(&out)
+}
+
 /// Word error rate: word-level edit distance over the reference's length,
 /// after lower-casing and dropping punctuation.
 pub fn wer(reference: &str, hypothesis: &str) -> f64 {

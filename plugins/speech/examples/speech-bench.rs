@@ -6,7 +6,7 @@
 //! load hits them all alike; medians are printed. Also the WER of each
 //! whisper model on the clip.
 //!
-//! `cargo run --release -p vx-plugin-speech --example bench [-- RUNS [MODEL...]]`
+//! `cargo run --release -p vx-plugin-speech --example speech-bench [-- RUNS [MODEL...]]`
 //! (models: whisper-tiny.en and whisper-base unless named).
 
 #[path = "../tests/common/mod.rs"]
