@@ -26,11 +26,11 @@ pub const BIN_THRESH: f32 = 0.3;
 /// default; 0.5 to 0.7 read the test frames the same).
 pub const BOX_THRESH: f32 = 0.6;
 /// How far a box grows back: `area × ratio / perimeter` on each side.
-/// PaddleOCR's DB post-processing default. PP-OCR's configs use 1.5–1.6,
-/// but with those the boxes here are about one font size tall, clip the
-/// glyphs' extremes and the model drops spaces (9 and 4 wrong characters
-/// on the test frames, 0 from 1.8 to 2.2, even with lines 1.2 font sizes
-/// apart).
+/// PaddleOCR's DB post-processing default. PP-OCR's configs use 1.5–1.6;
+/// with those the boxes here are about one font size tall and the
+/// recogniser dropped spaces on some lines (9 and 4 wrong characters on
+/// the test frames); from 1.8 to 2.2 none, also with lines only 1.2 font
+/// sizes apart.
 pub const UNCLIP_RATIO: f32 = 2.0;
 /// Short side, in map pixels after unclipping, below which a box is noise.
 pub const MIN_SIDE: f32 = 5.0;
@@ -52,7 +52,10 @@ pub fn input_size(w: usize, h: usize) -> (usize, usize) {
 
 /// The frame resized to `w × h` as a normalised NCHW BGR tensor.
 pub fn input_tensor(frame: &Frame<'_>, w: usize, h: usize) -> Vec<f32> {
-    let (sx, sy) = (frame.width as f32 / w as f32, frame.height as f32 / h as f32);
+    let (sx, sy) = (
+        frame.width as f32 / w as f32,
+        frame.height as f32 / h as f32,
+    );
     let mut out = vec![0f32; 3 * w * h];
     let (b, rest) = out.split_at_mut(w * h);
     let (g, r) = rest.split_at_mut(w * h);
@@ -98,8 +101,8 @@ impl RotRect {
     }
 
     /// Grown by `area × ratio / perimeter` on every side, which undoes the
-    /// DB model's shrinking. (The rounded offset polygon PP-OCR computes has
-    /// exactly this rectangle as its minimum-area box.)
+    /// DB model's shrinking. (PP-OCR offsets the polygon with rounded
+    /// corners and takes the minimum-area box of that: this rectangle.)
     pub fn unclip(&self, ratio: f32) -> RotRect {
         let perimeter = 2.0 * (self.w + self.h);
         let d = if perimeter > 0.0 {
@@ -123,9 +126,8 @@ impl RotRect {
     }
 }
 
-/// Text boxes in a `w × h` probability map, as rectangles in map pixels
-/// with their scores.
-pub fn boxes(prob: &[f32], w: usize, h: usize) -> Vec<(RotRect, f32)> {
+/// Text boxes in a `w × h` probability map, as rectangles in map pixels.
+pub fn boxes(prob: &[f32], w: usize, h: usize) -> Vec<RotRect> {
     assert_eq!(prob.len(), w * h, "probability map is {w}×{h}");
     let mut mask: Vec<bool> = prob.iter().map(|&p| p > BIN_THRESH).collect();
     let mut found = vec![];
@@ -155,13 +157,12 @@ pub fn boxes(prob: &[f32], w: usize, h: usize) -> Vec<(RotRect, f32)> {
         let Some(rect) = min_area_rect(&row_extremes(&pixels)) else {
             continue;
         };
-        let score = mean_inside(prob, w, h, &rect);
-        if score < BOX_THRESH {
+        if mean_inside(prob, w, h, &rect) < BOX_THRESH {
             continue;
         }
         let grown = rect.unclip(UNCLIP_RATIO);
         if grown.w.min(grown.h) >= MIN_SIDE {
-            found.push((grown, score));
+            found.push(grown);
         }
     }
     found
@@ -198,10 +199,15 @@ fn convex_hull(mut points: Vec<[i64; 2]>) -> Vec<[i64; 2]> {
         (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
     };
     let mut hull: Vec<[i64; 2]> = Vec::with_capacity(points.len() + 1);
-    for pass in [&points[..], &points.iter().rev().copied().collect::<Vec<_>>()[..]] {
+    for pass in [
+        &points[..],
+        &points.iter().rev().copied().collect::<Vec<_>>()[..],
+    ] {
         let floor = hull.len();
         for &p in pass {
-            while hull.len() >= floor + 2 && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0 {
+            while hull.len() >= floor + 2
+                && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0
+            {
                 hull.pop();
             }
             hull.push(p);
@@ -227,7 +233,11 @@ pub fn min_area_rect(points: &[[i64; 2]]) -> Option<RotRect> {
         // One side of the smallest rectangle lies along a hull edge; of the
         // edge and its normal, take the axis nearest to horizontal as `u`.
         let (ex, ey) = (ex / len, ey / len);
-        let mut u = if ex.abs() >= ey.abs() { [ex, ey] } else { [-ey, ex] };
+        let mut u = if ex.abs() >= ey.abs() {
+            [ex, ey]
+        } else {
+            [-ey, ex]
+        };
         if u[0] < 0.0 {
             u = [-u[0], -u[1]];
         }
@@ -255,7 +265,11 @@ pub fn min_area_rect(points: &[[i64; 2]]) -> Option<RotRect> {
 fn mean_inside(prob: &[f32], w: usize, h: usize, rect: &RotRect) -> f32 {
     let corners = rect.corners();
     let span = |k: usize, max: usize| {
-        let lo = corners.iter().map(|c| c[k]).fold(f32::MAX, f32::min).floor();
+        let lo = corners
+            .iter()
+            .map(|c| c[k])
+            .fold(f32::MAX, f32::min)
+            .floor();
         let hi = corners.iter().map(|c| c[k]).fold(f32::MIN, f32::max).ceil();
         (lo.max(0.0) as usize, (hi.max(0.0) as usize).min(max - 1))
     };
@@ -294,7 +308,12 @@ mod tests {
         assert!(close(g.h, 10.0 + 2.0 * 6.818_182), "{g:?}");
         assert_eq!((g.center, g.u), (r.center, r.u));
         // A degenerate box stays degenerate rather than dividing by zero.
-        let flat = RotRect { w: 0.0, h: 0.0, ..r }.unclip(1.5);
+        let flat = RotRect {
+            w: 0.0,
+            h: 0.0,
+            ..r
+        }
+        .unclip(1.5);
         assert_eq!((flat.w, flat.h), (0.0, 0.0));
     }
 
@@ -305,15 +324,27 @@ mod tests {
         let pts: Vec<[i64; 2]> = [(-20.0, -5.0), (20.0, -5.0), (20.0, 5.0), (-20.0, 5.0)]
             .iter()
             .map(|&(a, b): &(f32, f32)| {
-                [(100.0 + a * c - b * s).round() as i64, (100.0 + a * s + b * c).round() as i64]
+                [
+                    (100.0 + a * c - b * s).round() as i64,
+                    (100.0 + a * s + b * c).round() as i64,
+                ]
             })
             .collect();
         let r = min_area_rect(&pts).unwrap();
-        assert!((r.w - 40.0).abs() < 1.5 && (r.h - 10.0).abs() < 1.5, "{r:?}");
-        assert!((r.u[0] - c).abs() < 0.05 && (r.u[1] - s).abs() < 0.05, "{r:?}");
+        assert!(
+            (r.w - 40.0).abs() < 1.5 && (r.h - 10.0).abs() < 1.5,
+            "{r:?}"
+        );
+        assert!(
+            (r.u[0] - c).abs() < 0.05 && (r.u[1] - s).abs() < 0.05,
+            "{r:?}"
+        );
         let [tl, tr, br, bl] = r.corners();
         assert!(tl[0] < tr[0] && bl[0] < br[0] && tl[1] < bl[1] && tr[1] < br[1]);
-        assert!(min_area_rect(&[[0, 0], [5, 0], [9, 0]]).is_none(), "collinear");
+        assert!(
+            min_area_rect(&[[0, 0], [5, 0], [9, 0]]).is_none(),
+            "collinear"
+        );
     }
 
     #[test]
@@ -332,12 +363,14 @@ mod tests {
         fill(50, 51, 26, 27, 0.9); // one pixel
         let found = boxes(&prob, w, h);
         assert_eq!(found.len(), 1, "{found:?}");
-        let (r, score) = found[0];
-        assert!(close(score, 0.9));
+        let r = found[0];
         // Pixel centres 4..=39 × 4..=9: 35 × 5, unclipped by 175 × ratio / 80.
         let d = 175.0 * UNCLIP_RATIO / 80.0;
         assert!(close(r.center[0], 21.5) && close(r.center[1], 6.5), "{r:?}");
-        assert!(close(r.w, 35.0 + 2.0 * d) && close(r.h, 5.0 + 2.0 * d), "{r:?}");
+        assert!(
+            close(r.w, 35.0 + 2.0 * d) && close(r.h, 5.0 + 2.0 * d),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -49,7 +49,10 @@ impl PpOcr {
             .custom("character")
             .ok_or_else(|| err("no `character` key in its metadata".into()))?;
         let dict = rec::dictionary(&characters);
-        let classes = rec.outputs()[0].dtype().tensor_shape().and_then(|s| s.last().copied());
+        let classes = rec.outputs()[0]
+            .dtype()
+            .tensor_shape()
+            .and_then(|s| s.last().copied());
         if classes != Some(dict.len() as i64) {
             return Err(err(format!(
                 "it has {classes:?} output classes but {} characters with blank and space",
@@ -61,6 +64,9 @@ impl PpOcr {
 
     /// The lines of text in `frame`, in no particular order.
     pub fn read(&mut self, frame: &Frame<'_>) -> Result<Vec<Line>, String> {
+        if frame.width == 0 || frame.height == 0 {
+            return Ok(vec![]);
+        }
         let mut strips: Vec<(Quad, rec::Strip)> = self
             .detect(frame)?
             .into_iter()
@@ -99,7 +105,9 @@ impl PpOcr {
             .rec
             .run(vx_models::ort::inputs![tensor])
             .map_err(|e| format!("text recognition failed: {e}"))?;
-        let (_, probs) = outputs[0].try_extract_tensor::<f32>().map_err(|e| e.to_string())?;
+        let (_, probs) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| e.to_string())?;
         Ok(probs
             .chunks_exact(probs.len() / n)
             .map(|p| rec::ctc_greedy(p, &self.dict))
@@ -110,20 +118,31 @@ impl PpOcr {
     fn detect(&mut self, frame: &Frame<'_>) -> Result<Vec<Quad>, String> {
         let (w, h) = det::input_size(frame.width as usize, frame.height as usize);
         let input = det::input_tensor(frame, w, h);
-        let tensor = TensorRef::from_array_view(([1, 3, h, w], &*input)).map_err(|e| e.to_string())?;
+        let tensor =
+            TensorRef::from_array_view(([1, 3, h, w], &*input)).map_err(|e| e.to_string())?;
         let outputs = self
             .det
             .run(vx_models::ort::inputs![tensor])
             .map_err(|e| format!("text detection failed: {e}"))?;
-        let (shape, prob) = outputs[0].try_extract_tensor::<f32>().map_err(|e| e.to_string())?;
+        let (shape, prob) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| e.to_string())?;
         if **shape != [1, 1, h as i64, w as i64] {
-            return Err(format!("text detection gave a {shape:?} map for a {w}×{h} input"));
+            return Err(format!(
+                "text detection gave a {shape:?} map for a {w}×{h} input"
+            ));
         }
-        let (sx, sy) = (frame.width as f32 / w as f32, frame.height as f32 / h as f32);
+        let (sx, sy) = (
+            frame.width as f32 / w as f32,
+            frame.height as f32 / h as f32,
+        );
         let (fw, fh) = (frame.width as f32, frame.height as f32);
         Ok(det::boxes(prob, w, h)
             .into_iter()
-            .map(|(rect, _)| rect.corners().map(|[x, y]| [(x * sx).clamp(0.0, fw), (y * sy).clamp(0.0, fh)]))
+            .map(|rect| {
+                rect.corners()
+                    .map(|[x, y]| [(x * sx).clamp(0.0, fw), (y * sy).clamp(0.0, fh)])
+            })
             .collect())
     }
 }

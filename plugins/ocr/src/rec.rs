@@ -24,7 +24,8 @@ use crate::image::bilinear;
 pub const REC_HEIGHT: usize = 48;
 /// Narrowest batch; PP-OCR's training width.
 pub const REC_MIN_WIDTH: usize = 320;
-/// Widest strip: 240 time steps, a full 720p line of 20 px text.
+/// Widest strip (240 time steps); a box more than 40 times as wide as it
+/// is tall is squeezed to fit.
 pub const REC_MAX_WIDTH: usize = 1920;
 
 /// The model's classes: index 0 is the CTC blank, then the characters from
@@ -63,7 +64,8 @@ pub fn strip(frame: &Frame<'_>, quad: &Quad) -> Strip {
     let width = ((REC_HEIGHT as f32 * w / h.max(1.0)).ceil() as usize).clamp(1, REC_MAX_WIDTH);
     let plane = REC_HEIGHT * width;
     let mut data = vec![0f32; 3 * plane];
-    let lerp = |a: [f32; 2], b: [f32; 2], t: f32| [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t];
+    let lerp =
+        |a: [f32; 2], b: [f32; 2], t: f32| [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t];
     for j in 0..width {
         let s = (j as f32 + 0.5) / width as f32;
         let (top, bottom) = (lerp(tl, tr, s), lerp(bl, br, s));
@@ -99,7 +101,12 @@ pub fn batches(sorted_widths: &[usize]) -> Vec<Range<usize>> {
 /// The strips as one `[n, 3, REC_HEIGHT, width]` batch, zero-padded on the
 /// right; returns the batch width too.
 pub fn batch<'s>(strips: impl Iterator<Item = &'s Strip> + Clone) -> (Vec<f32>, usize) {
-    let width = strips.clone().map(|s| s.width).max().unwrap_or(0).max(REC_MIN_WIDTH);
+    let width = strips
+        .clone()
+        .map(|s| s.width)
+        .max()
+        .unwrap_or(0)
+        .max(REC_MIN_WIDTH);
     let mut out = vec![];
     for s in strips {
         let at = out.len();
@@ -158,7 +165,18 @@ mod tests {
     #[test]
     fn ctc_collapses_repeats_drops_blanks_and_keeps_letters_split_by_blank() {
         // a a _ a b b _ _ ␣ c  →  "aab c"
-        let steps = [(1, 0.9), (1, 0.8), (0, 0.9), (1, 0.7), (2, 0.6), (2, 0.9), (0, 0.9), (0, 0.9), (4, 0.5), (3, 0.8)];
+        let steps = [
+            (1, 0.9),
+            (1, 0.8),
+            (0, 0.9),
+            (1, 0.7),
+            (2, 0.6),
+            (2, 0.9),
+            (0, 0.9),
+            (0, 0.9),
+            (4, 0.5),
+            (3, 0.8),
+        ];
         let probs: Vec<f32> = steps.iter().flat_map(|&(c, p)| step(c, p)).collect();
         let (text, conf) = ctc_greedy(&probs, &dict());
         assert_eq!(text, "aab c");
@@ -199,12 +217,23 @@ mod tests {
         // A 10×40 frame: left half black, right half white; the box is the
         // whole frame, upright, so its right edge (white) becomes the top.
         let (w, h) = (10u32, 40u32);
-        let rgb: Vec<u8> = (0..w * h).flat_map(|i| if i % w < 5 { [0; 3] } else { [255; 3] }).collect();
-        let frame = Frame { width: w, height: h, stride: w * 3, pts_s: 0.0, rgb: &rgb };
+        let rgb: Vec<u8> = (0..w * h)
+            .flat_map(|i| if i % w < 5 { [0; 3] } else { [255; 3] })
+            .collect();
+        let frame = Frame {
+            width: w,
+            height: h,
+            stride: w * 3,
+            pts_s: 0.0,
+            rgb: &rgb,
+        };
         let s = strip(&frame, &[[0.0, 0.0], [9.0, 0.0], [9.0, 39.0], [0.0, 39.0]]);
         assert_eq!(s.width, 4 * REC_HEIGHT + 16); // ceil(48 × 39 / 9)
         let row = |i: usize| &s.data[i * s.width..(i + 1) * s.width];
         assert!(row(0).iter().all(|&v| v == 1.0), "top row white");
-        assert!(row(REC_HEIGHT - 1).iter().all(|&v| v == -1.0), "bottom row black");
+        assert!(
+            row(REC_HEIGHT - 1).iter().all(|&v| v == -1.0),
+            "bottom row black"
+        );
     }
 }

@@ -28,7 +28,11 @@ pub struct FrameText {
 
 impl FrameText {
     fn text(&self) -> String {
-        self.lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+        self.lines
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn mean_score(&self) -> f32 {
@@ -66,7 +70,12 @@ pub fn segments(frames: &[FrameText]) -> Vec<SegmentResult> {
         .map(|run| {
             let best = run
                 .clone()
-                .max_by(|&a, &b| frames[a].mean_score().total_cmp(&frames[b].mean_score()).then(b.cmp(&a)))
+                .max_by(|&a, &b| {
+                    frames[a]
+                        .mean_score()
+                        .total_cmp(&frames[b].mean_score())
+                        .then(b.cmp(&a))
+                })
                 .expect("runs are not empty");
             let frame = &frames[best];
             SegmentResult {
@@ -116,11 +125,11 @@ mod tests {
         let t = |s: &str| s.to_owned();
         let texts = [
             t("Invoice 4471 is overdue"),
-            t("Invoice  4471 is\noverdue"),  // whitespace only
-            t("Invoice 4471 is overdve"),    // one letter misread: 96 %
-            t("Invoice 9999 is overdue"),    // four characters changed: 83 %
+            t("Invoice  4471 is\noverdue"), // whitespace only
+            t("Invoice 4471 is overdve"),   // one letter misread: 96 %
+            t("Invoice 9999 is overdue"),   // four characters changed: 83 %
             t(""),
-            t("Invoice 9999 is overdue"),    // same text after a gap: a new run
+            t("Invoice 9999 is overdue"), // same text after a gap: a new run
             t("Q3 roadmap"),
         ];
         assert_eq!(runs(&texts), [0..3, 3..4, 5..6, 6..7]);
@@ -143,7 +152,10 @@ mod tests {
         assert_eq!(segs[0].labels, ["text"]);
         assert_eq!(segs[0].detections.len(), 1);
         let d = &segs[0].detections[0];
-        assert_eq!((d.label.as_str(), d.text.as_str(), d.score, d.pts_s), ("text", "Invoice 4471 is overdue", 0.95, 1.0));
+        assert_eq!(
+            (d.label.as_str(), d.text.as_str(), d.score, d.pts_s),
+            ("text", "Invoice 4471 is overdue", 0.95, 1.0)
+        );
         assert_eq!(d.bbox, [0.1, 0.2, 0.9, 0.3]);
         assert_eq!((segs[1].start_s, segs[1].end_s), (4.0, 5.0));
         assert_eq!(segs[1].text, "Q3 roadmap:\nship search by June");

@@ -41,9 +41,17 @@ struct TessPageIterator {
 unsafe extern "C" {
     fn TessBaseAPICreate() -> *mut TessBaseApi;
     fn TessBaseAPIDelete(handle: *mut TessBaseApi);
-    fn TessBaseAPIInit3(handle: *mut TessBaseApi, datapath: *const c_char, language: *const c_char) -> c_int;
+    fn TessBaseAPIInit3(
+        handle: *mut TessBaseApi,
+        datapath: *const c_char,
+        language: *const c_char,
+    ) -> c_int;
     fn TessBaseAPISetPageSegMode(handle: *mut TessBaseApi, mode: c_int);
-    fn TessBaseAPISetVariable(handle: *mut TessBaseApi, name: *const c_char, value: *const c_char) -> c_int;
+    fn TessBaseAPISetVariable(
+        handle: *mut TessBaseApi,
+        name: *const c_char,
+        value: *const c_char,
+    ) -> c_int;
     fn TessBaseAPISetImage(
         handle: *mut TessBaseApi,
         imagedata: *const u8,
@@ -57,9 +65,14 @@ unsafe extern "C" {
     fn TessBaseAPIClear(handle: *mut TessBaseApi);
     fn TessResultIteratorDelete(handle: *mut TessResultIterator);
     fn TessResultIteratorNext(handle: *mut TessResultIterator, level: c_int) -> c_int;
-    fn TessResultIteratorGetUTF8Text(handle: *const TessResultIterator, level: c_int) -> *mut c_char;
+    fn TessResultIteratorGetUTF8Text(
+        handle: *const TessResultIterator,
+        level: c_int,
+    ) -> *mut c_char;
     fn TessResultIteratorConfidence(handle: *const TessResultIterator, level: c_int) -> c_float;
-    fn TessResultIteratorGetPageIteratorConst(handle: *const TessResultIterator) -> *const TessPageIterator;
+    fn TessResultIteratorGetPageIteratorConst(
+        handle: *const TessResultIterator,
+    ) -> *const TessPageIterator;
     fn TessPageIteratorBoundingBox(
         handle: *const TessPageIterator,
         level: c_int,
@@ -87,21 +100,34 @@ impl Tesseract {
         // the language is a NUL-terminated string that outlives the call.
         let rc = unsafe { TessBaseAPIInit3(this.api.as_ptr(), std::ptr::null(), c"eng".as_ptr()) };
         if rc != 0 {
-            return Err("cannot load Tesseract's English data (is tesseract-ocr-eng installed?)".into());
+            return Err(
+                "cannot load Tesseract's English data (is tesseract-ocr-eng installed?)".into(),
+            );
         }
         // SAFETY: the handle is live and initialised; 3 is a valid mode; the
         // variable's name and value are NUL-terminated strings.
         unsafe {
             TessBaseAPISetPageSegMode(this.api.as_ptr(), PAGE_SEG_MODE);
             // Its notes ("Estimating resolution as …") would go to stderr.
-            TessBaseAPISetVariable(this.api.as_ptr(), c"debug_file".as_ptr(), c"/dev/null".as_ptr());
+            TessBaseAPISetVariable(
+                this.api.as_ptr(),
+                c"debug_file".as_ptr(),
+                c"/dev/null".as_ptr(),
+            );
         }
         Ok(this)
     }
 
-    /// The lines of text in `frame`.
+    /// The lines of text in `frame`, in Tesseract's reading order.
     pub fn read(&mut self, frame: &Frame<'_>) -> Result<Vec<Line>, String> {
-        let (w, h, stride) = (frame.width as usize, frame.height as usize, frame.stride as usize);
+        if frame.width == 0 || frame.height == 0 {
+            return Ok(vec![]);
+        }
+        let (w, h, stride) = (
+            frame.width as usize,
+            frame.height as usize,
+            frame.stride as usize,
+        );
         if frame.rgb.len() < stride * h.saturating_sub(1) + w * 3 || stride < w * 3 {
             return Err(format!("frame buffer too small for {w}×{h}"));
         }
@@ -127,7 +153,9 @@ impl Tesseract {
         if !it.is_null() {
             loop {
                 // SAFETY: `it` is a live iterator positioned on a text line.
-                if let Some(line) = unsafe { current_line(it, frame.width as f32, frame.height as f32) } {
+                if let Some(line) =
+                    unsafe { current_line(it, frame.width as f32, frame.height as f32) }
+                {
                     lines.push(line);
                 }
                 // SAFETY: as above.
@@ -155,7 +183,10 @@ unsafe fn current_line(it: *mut TessResultIterator, fw: f32, fh: f32) -> Option<
         return None;
     }
     // SAFETY: a non-null result is a NUL-terminated string, freed right after copying.
-    let text = unsafe { CStr::from_ptr(raw) }.to_string_lossy().trim().to_owned();
+    let text = unsafe { CStr::from_ptr(raw) }
+        .to_string_lossy()
+        .trim()
+        .to_owned();
     // SAFETY: `raw` came from Tesseract and is not used again.
     unsafe { TessDeleteText(raw) };
     // SAFETY: the caller's contract.

@@ -49,6 +49,9 @@ mod tests {
     fn similarity_and_normalise() {
         assert_eq!(similarity("", ""), 1.0);
         assert_eq!(similarity("abcd", "abce"), 0.75);
-        assert_eq!(normalise("  Invoice\t4471\n is  overdue "), "Invoice 4471 is overdue");
+        assert_eq!(
+            normalise("  Invoice\t4471\n is  overdue "),
+            "Invoice 4471 is overdue"
+        );
     }
 }

@@ -22,7 +22,11 @@ fn open(kind: EngineKind) -> Ocr {
 
 fn read_text(ocr: &mut Ocr, frame: &Frame<'_>) -> String {
     let lines = ocr.read(frame).expect("read");
-    lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+    lines
+        .iter()
+        .map(|l| l.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// (errors, characters) per sample group, and overall under "all".
@@ -33,7 +37,10 @@ fn accuracy(kind: EngineKind, samples: &[fixtures::Sample]) -> BTreeMap<String, 
         let (want, got) = (s.text(), read_text(&mut ocr, &s.frame()));
         let errors = edit_distance(&want, &got);
         if errors > 0 {
-            eprintln!("{kind:?} {}: {errors} errors\n  want {want:?}\n  got  {got:?}", s.group());
+            eprintln!(
+                "{kind:?} {}: {errors} errors\n  want {want:?}\n  got  {got:?}",
+                s.group()
+            );
         }
         let chars = want.chars().count();
         for key in [s.group(), "all".into()] {
@@ -55,7 +62,11 @@ fn compare(title: &str, samples: &[fixtures::Sample]) -> (f64, f64) {
     let tesseract = accuracy(EngineKind::Tesseract, samples);
     eprintln!("{title:<28} {:>8} {:>10}", "PP-OCR", "Tesseract");
     for (group, &p) in &ppocr {
-        eprintln!("{group:<28} {:>7.1}% {:>9.1}%", percent(p), percent(tesseract[group]));
+        eprintln!(
+            "{group:<28} {:>7.1}% {:>9.1}%",
+            percent(p),
+            percent(tesseract[group])
+        );
     }
     (percent(ppocr["all"]), percent(tesseract["all"]))
 }
@@ -67,13 +78,19 @@ fn the_default_engine_reads_rendered_text_with_at_least_95_percent_character_acc
         EngineKind::PpOcr => ppocr,
         EngineKind::Tesseract => tesseract,
     };
-    assert!(default >= 95.0, "default engine: {default:.1}% of characters right");
+    assert!(
+        default >= 95.0,
+        "default engine: {default:.1}% of characters right"
+    );
 }
 
 #[test]
 fn ppocr_reads_captions_over_a_picture() {
     let (ppocr, _) = compare("captions over a picture", &fixtures::caption_samples());
-    assert!(ppocr >= 95.0, "PP-OCR: {ppocr:.1}% of caption characters right");
+    assert!(
+        ppocr >= 95.0,
+        "PP-OCR: {ppocr:.1}% of caption characters right"
+    );
 }
 
 #[test]
@@ -83,7 +100,10 @@ fn blank_and_noise_frames_give_no_text() {
         let mut ocr = open(kind);
         for (name, rgb) in [("blank", &blank), ("noise", &noise)] {
             let lines = ocr.read(&fixtures::frame(rgb)).expect("read");
-            assert!(lines.is_empty(), "{kind:?} read {lines:?} in a {name} frame");
+            assert!(
+                lines.is_empty(),
+                "{kind:?} read {lines:?} in a {name} frame"
+            );
         }
     }
 }

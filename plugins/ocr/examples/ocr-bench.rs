@@ -1,4 +1,4 @@
-//! `cargo run --release -p vx-plugin-ocr --example bench`: milliseconds per
+//! `cargo run --release -p vx-plugin-ocr --example ocr-bench`: milliseconds per
 //! frame and character accuracy of PP-OCR (det + rec) at three graph
 //! optimisation levels × 1 and 2 threads, and of Tesseract, on the frames
 //! of `tests/accuracy.rs`. Engines take turns frame by frame, rounds
@@ -13,10 +13,10 @@ use std::time::Instant;
 
 use vx_models::GraphOptimizationLevel;
 use vx_plugin_api::Frame;
+use vx_plugin_ocr::Ocr;
 use vx_plugin_ocr::ppocr::PpOcr;
 use vx_plugin_ocr::tesseract::Tesseract;
 use vx_plugin_ocr::text::edit_distance;
-use vx_plugin_ocr::Ocr;
 
 struct Entry {
     name: String,
@@ -28,13 +28,20 @@ struct Entry {
 fn errors(ocr: &mut Ocr, samples: &[fixtures::Sample]) -> (usize, usize) {
     samples.iter().fold((0, 0), |(e, n), s| {
         let got = read_text(ocr, &s.frame());
-        (e + edit_distance(&s.text(), &got), n + s.text().chars().count())
+        (
+            e + edit_distance(&s.text(), &got),
+            n + s.text().chars().count(),
+        )
     })
 }
 
 fn read_text(ocr: &mut Ocr, frame: &Frame<'_>) -> String {
     let lines = ocr.read(frame).expect("read");
-    lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+    lines
+        .iter()
+        .map(|l| l.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn percent((errors, chars): (usize, usize)) -> f64 {
@@ -47,7 +54,10 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let cache_dir = vx_config::default_cache_dir();
     let samples = fixtures::samples();
     let captions = fixtures::caption_samples();
