@@ -38,7 +38,7 @@ fn speakers(segments: &[SegmentResult]) -> Vec<&str> {
 fn the_plugin_asks_for_audio_only() {
     let speech = common::open();
     assert_eq!(speech.name(), "speech");
-    assert_eq!(speech.version(), "1");
+    assert_eq!(speech.version(), format!("1+{}", speech.whisper_model()));
     let needs = speech.needs();
     assert!(needs.audio);
     assert_eq!(needs.frame_max_side, None);
