@@ -8,6 +8,8 @@
 //! ends the host with [`EXIT_PANIC`]: a plugin that panicked may hold broken
 //! state, and the daemon starts a fresh host.
 
+pub mod pixels;
+
 use std::io::{BufReader, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;

@@ -28,6 +28,7 @@
 
 use vx_models::ort::session::Session;
 use vx_models::ort::value::TensorRef;
+use vx_plugin_api::pixels::{iou, stretch_planar};
 use vx_plugin_api::{
     Detection, Frame, HostContext, JobInput, Needs, Plugin, PluginError, PluginOutput,
     SegmentResult,
@@ -99,7 +100,7 @@ impl Faces {
     /// The faces in one frame, best first, labelled "face", with boxes and
     /// five landmarks as fractions of the frame and `pts_s` set to the frame's.
     pub fn detect(&mut self, frame: &Frame<'_>) -> Result<Vec<Detection>, PluginError> {
-        resize_planar(frame, INPUT_WIDTH, INPUT_HEIGHT, &mut self.input)?;
+        stretch_planar(frame, INPUT_WIDTH, INPUT_HEIGHT, &mut self.input)?;
         let tensor = TensorRef::from_array_view((
             [1usize, 3, INPUT_HEIGHT, INPUT_WIDTH],
             self.input.as_slice(),
@@ -269,57 +270,6 @@ fn nms(mut faces: Vec<Detection>) -> Vec<Detection> {
         }
     }
     kept
-}
-
-/// Intersection over union of two `[x0, y0, x1, y1]` boxes.
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
-}
-
-/// Stretches `frame` bilinearly to `w × h` into `out` as three planes (R, G,
-/// B) of 0–255 values. Samples at pixel centres, like OpenCV and TF's
-/// `half_pixel_centers`.
-fn resize_planar(
-    frame: &Frame<'_>,
-    w: usize,
-    h: usize,
-    out: &mut [f32],
-) -> Result<(), PluginError> {
-    let (fw, fh) = (frame.width as usize, frame.height as usize);
-    if fw == 0 || fh == 0 {
-        return Err("empty frame".into());
-    }
-    if frame.rgb.len() < (fh - 1) * frame.stride as usize + fw * 3 {
-        return Err(format!("frame of {fw}×{fh} has only {} bytes", frame.rgb.len()).into());
-    }
-    // Per output row or column: the two source ones and the second's weight.
-    let taps = |n_out: usize, n_in: usize| -> Vec<(usize, usize, f32)> {
-        (0..n_out)
-            .map(|o| {
-                let src = ((o as f32 + 0.5) * n_in as f32 / n_out as f32 - 0.5)
-                    .clamp(0.0, (n_in - 1) as f32);
-                let lo = src as usize;
-                (lo, (lo + 1).min(n_in - 1), src - lo as f32)
-            })
-            .collect()
-    };
-    let xs = taps(w, fw);
-    let plane = w * h;
-    for (y, &(y0, y1, fy)) in taps(h, fh).iter().enumerate() {
-        let (r0, r1) = (frame.row(y0 as u32), frame.row(y1 as u32));
-        for (x, &(x0, x1, fx)) in xs.iter().enumerate() {
-            for c in 0..3 {
-                let top = r0[x0 * 3 + c] as f32 * (1.0 - fx) + r0[x1 * 3 + c] as f32 * fx;
-                let bottom = r1[x0 * 3 + c] as f32 * (1.0 - fx) + r1[x1 * 3 + c] as f32 * fx;
-                out[c * plane + y * w + x] = top * (1.0 - fy) + bottom * fy;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

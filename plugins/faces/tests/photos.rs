@@ -1,6 +1,8 @@
 //! CenterFace on real photos (from packages that scripts/setup.sh installs)
 //! and on pictures without faces. Prints what it found, for the record.
 
+// The photo loader is shared with the objects plugin's tests.
+#[path = "../../objects/tests/common/mod.rs"]
 mod common;
 
 use common::{Picture, fitted, host_context, photo, voc_boxes, voc_photo};

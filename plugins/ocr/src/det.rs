@@ -16,7 +16,7 @@
 
 use vx_plugin_api::Frame;
 
-use crate::image::bilinear;
+use vx_plugin_api::pixels::bilinear;
 
 /// Longest side of the det input; 720p frames go in at 960×544.
 pub const DET_MAX_SIDE: usize = 960;

@@ -22,7 +22,6 @@
 //! lines joined with newlines; [`segments`] merges runs of frames.
 
 pub mod det;
-mod image;
 pub mod ppocr;
 pub mod rec;
 pub mod segments;

@@ -18,7 +18,7 @@ use std::ops::Range;
 use vx_plugin_api::Frame;
 
 use crate::det::Quad;
-use crate::image::bilinear;
+use vx_plugin_api::pixels::bilinear;
 
 /// Height of a recognition strip, fixed by the model.
 pub const REC_HEIGHT: usize = 48;

@@ -1,4 +1,4 @@
-//! Milliseconds per frame of the objects plugin (resize, NanoDet, decoding) on
+//! Milliseconds per frame of the faces plugin (resize, CenterFace, decoding) on
 //! a real photo at the model's input size, for each graph optimisation level
 //! and intra-op thread count. The configurations take turns frame by frame,
 //! so that a change in the machine's load hits them all alike. Each run
@@ -7,15 +7,15 @@
 //! configuration's run in this process. Interleaved without the pause, three
 //! 2-thread sessions each ran about 2× slower.
 //!
-//! `cargo run --release -p vx-plugin-objects --example bench [-- RUNS]`
+//! `cargo run --release -p vx-plugin-faces --example faces-bench [-- RUNS]`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../objects/tests/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
 use vx_models::GraphOptimizationLevel;
-use vx_plugin_objects::{INPUT_SIDE, Objects};
+use vx_plugin_faces::{Faces, INPUT_HEIGHT, INPUT_WIDTH};
 
 const WARM_UP: usize = 3;
 const SETTLE: Duration = Duration::from_millis(100);
@@ -25,8 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(n) => n.parse()?,
         None => 30,
     };
-    let side = INPUT_SIDE as u32;
-    let picture = common::decode(&common::voc_photo("2011_000006"), side, side);
+    let (w, h) = (INPUT_WIDTH as u32, INPUT_HEIGHT as u32);
+    let picture = common::decode(&common::voc_photo("2011_000006"), w, h);
     let frame = picture.frame(0.0);
     let cache = common::cache_dir();
     let mut configs = Vec::new();
@@ -36,16 +36,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ("Level1", GraphOptimizationLevel::Level1),
             ("Level3", GraphOptimizationLevel::Level3),
         ] {
-            let session = vx_models::onnx_session_at("nanodet", &cache, threads, level)?;
-            configs.push((name, threads, Objects::with_session(session)?));
+            let session = vx_models::onnx_session_at("centerface", &cache, threads, level)?;
+            configs.push((name, threads, Faces::with_session(session)?));
         }
     }
     let mut times = vec![Vec::with_capacity(runs); configs.len()];
     for run in 0..WARM_UP + runs {
-        for ((_, _, objects), times) in configs.iter_mut().zip(&mut times) {
+        for ((_, _, faces), times) in configs.iter_mut().zip(&mut times) {
             std::thread::sleep(SETTLE);
             let start = Instant::now();
-            objects.detect(&frame)?;
+            faces.detect(&frame)?;
             if run >= WARM_UP {
                 times.push(start.elapsed().as_secs_f64() * 1e3);
             }
@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let best = medians.iter().copied().fold(f64::INFINITY, f64::min);
-    println!("nanodet {side}×{side}, median of {runs} runs each");
+    println!("centerface {w}×{h}, median of {runs} runs each");
     println!(
         "{:<8} {:>7} {:>10} {:>7}",
         "level", "threads", "ms/frame", "× best"
