@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 BIN="$PWD/target/release"
 CACHE="${VX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vx}"
 SANS=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
-WORK="$(mktemp -d)"; trap 'kill $VXD 2>/dev/null || true; rm -rf "$WORK"' EXIT
+WORK="$(mktemp -d)"; trap 'kill $VXD 2>/dev/null && wait $VXD 2>/dev/null; rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/media" "$WORK/cache"
 ln -s "$CACHE/models" "$CACHE/onnxruntime" "$WORK/cache/"
 ff() { ffmpeg -nostdin -v error -y "$@"; }
