@@ -91,7 +91,7 @@ impl Pipeline {
         worker: usize,
     ) -> Self {
         // A plugin whose models are missing is not started: status says
-        // which model and how to install it, and its results stay as indexed.
+        // which model and how to install it.
         let mut slots = vec![];
         for plugin in &settings.plugins {
             match vx_models::missing_for_plugin(plugin, &settings.cache_dir) {
