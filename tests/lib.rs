@@ -27,15 +27,7 @@ pub fn bin_dir() -> PathBuf {
 
 /// Where setup installed models, ONNX Runtime and test photos.
 pub fn installed_cache() -> PathBuf {
-    match std::env::var_os("VX_CACHE_DIR") {
-        Some(d) => d.into(),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache")
-            })
-            .join("vx"),
-    }
+    vx_config::installed_cache_dir()
 }
 
 /// A real photo from a package that setup installs.

@@ -243,6 +243,12 @@ pub fn default_cache_dir() -> PathBuf {
     xdg_dir("XDG_CACHE_HOME", ".cache").join("vx")
 }
 
+/// Where `scripts/setup.sh` installs ONNX Runtime, the models and the test
+/// photos: `VX_CACHE_DIR`, else [`default_cache_dir`]. Setup reads the same.
+pub fn installed_cache_dir() -> PathBuf {
+    std::env::var_os("VX_CACHE_DIR").map_or_else(default_cache_dir, PathBuf::from)
+}
+
 /// `$XDG_RUNTIME_DIR/vx/vxd.sock`, or `/tmp/vx-$UID/vxd.sock` without a runtime dir.
 pub fn default_socket() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {

@@ -48,6 +48,37 @@ pub enum ModelError {
     Session { name: String, message: String },
 }
 
+impl ModelError {
+    /// Model `name` could not be opened, or is not what the code expects.
+    pub fn session(name: &str, message: impl Into<String>) -> Self {
+        ModelError::Session {
+            name: name.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The name of `session`'s first input, after checking that it is a tensor
+/// of exactly `shape`: a model with other fixed dimensions than the code
+/// feeds is an error when it opens, not on the first frame.
+pub fn tensor_input<'s>(
+    session: &'s ort::session::Session,
+    model: &str,
+    shape: &[i64],
+) -> Result<&'s str, ModelError> {
+    let input = session.inputs().first();
+    let (Some(input), Some(actual)) = (input, input.and_then(|i| i.dtype().tensor_shape())) else {
+        return Err(ModelError::session(model, "the model has no tensor input"));
+    };
+    if **actual != *shape {
+        return Err(ModelError::session(
+            model,
+            format!("input {} is {actual:?}, expected {shape:?}", input.name()),
+        ));
+    }
+    Ok(input.name())
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModelSpec {
     pub name: String,
@@ -184,10 +215,7 @@ pub fn onnx_session_at(
 ) -> Result<ort::session::Session, ModelError> {
     let path = model_path(name, cache_dir)?;
     let env = runtime(cache_dir)?;
-    let err = |message: String| ModelError::Session {
-        name: name.to_owned(),
-        message,
-    };
+    let err = |message: String| ModelError::session(name, message);
     let builder = ort::session::Session::builder(env).map_err(|e| err(e.to_string()))?;
     #[cfg(feature = "cuda")]
     let builder = builder

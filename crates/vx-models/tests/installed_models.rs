@@ -10,7 +10,7 @@ use vx_models::ort::value::Tensor;
 use vx_models::{model_path, onnx_session};
 
 fn cache() -> PathBuf {
-    vx_config::default_cache_dir()
+    vx_config::installed_cache_dir()
 }
 
 fn run(cmd: &mut Command) {

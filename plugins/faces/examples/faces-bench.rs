@@ -2,7 +2,7 @@
 //! a real photo at the model's input size, for each graph optimisation level
 //! and intra-op thread count. The configurations take turns frame by frame,
 //! so that a change in the machine's load hits them all alike. Each run
-//! waits [`SETTLE`] first: after a run, ONNX Runtime's idle intra-op threads
+//! waits 100 ms first: after a run, ONNX Runtime's idle intra-op threads
 //! spin for about 50 ms, and they would take a core from the next
 //! configuration's run in this process. Interleaved without the pause, three
 //! 2-thread sessions each ran about 2× slower.
@@ -12,13 +12,7 @@
 #[path = "../../objects/tests/common/mod.rs"]
 mod common;
 
-use std::time::{Duration, Instant};
-
-use vx_models::GraphOptimizationLevel;
 use vx_plugin_faces::{Faces, INPUT_HEIGHT, INPUT_WIDTH};
-
-const WARM_UP: usize = 3;
-const SETTLE: Duration = Duration::from_millis(100);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs: usize = match std::env::args().nth(1) {
@@ -28,47 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (w, h) = (INPUT_WIDTH as u32, INPUT_HEIGHT as u32);
     let picture = common::decode(&common::voc_photo("2011_000006"), w, h);
     let frame = picture.frame(0.0);
-    let cache = common::cache_dir();
-    let mut configs = Vec::new();
-    for threads in [1, 2] {
-        for (name, level) in [
-            ("Disable", GraphOptimizationLevel::Disable),
-            ("Level1", GraphOptimizationLevel::Level1),
-            ("Level3", GraphOptimizationLevel::Level3),
-        ] {
-            let session = vx_models::onnx_session_at("centerface", &cache, threads, level)?;
-            configs.push((name, threads, Faces::with_session(session)?));
-        }
-    }
-    let mut times = vec![Vec::with_capacity(runs); configs.len()];
-    for run in 0..WARM_UP + runs {
-        for ((_, _, faces), times) in configs.iter_mut().zip(&mut times) {
-            std::thread::sleep(SETTLE);
-            let start = Instant::now();
-            faces.detect(&frame)?;
-            if run >= WARM_UP {
-                times.push(start.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-    }
-    let medians: Vec<f64> = times
-        .iter_mut()
-        .map(|t| {
-            t.sort_by(f64::total_cmp);
-            t[t.len() / 2]
-        })
-        .collect();
-    let best = medians.iter().copied().fold(f64::INFINITY, f64::min);
-    println!("centerface {w}×{h}, median of {runs} runs each");
-    println!(
-        "{:<8} {:>7} {:>10} {:>7}",
-        "level", "threads", "ms/frame", "× best"
-    );
-    for ((name, threads, _), median) in configs.iter().zip(&medians) {
-        println!(
-            "{name:<8} {threads:>7} {median:>10.1} {:>7.2}",
-            median / best
-        );
-    }
-    Ok(())
+    print!("centerface {w}×{h}, ");
+    common::compare_levels("centerface", runs, Faces::with_session, |f| {
+        f.detect(&frame).map(drop)
+    })
 }

@@ -34,6 +34,8 @@ use vx_plugin_api::{
     SegmentResult,
 };
 
+/// The manifest name of the model.
+const MODEL: &str = "centerface";
 /// The model's fixed input size.
 pub const INPUT_WIDTH: usize = 640;
 pub const INPUT_HEIGHT: usize = 480;
@@ -61,37 +63,24 @@ pub struct Faces {
 impl Faces {
     /// Opens the plugin's models once; the host reuses them for every file.
     pub fn open(ctx: &HostContext) -> Result<Self, vx_models::ModelError> {
-        Self::with_session(vx_models::onnx_session(
-            "centerface",
-            &ctx.cache_dir,
-            ctx.threads,
-        )?)
+        Self::with_session(vx_models::onnx_session(MODEL, &ctx.cache_dir, ctx.threads)?)
     }
 
     /// Wraps an already opened CenterFace session (benchmarks open it at
     /// other optimisation levels). Checks that its input is what this code
     /// feeds.
     pub fn with_session(session: Session) -> Result<Self, vx_models::ModelError> {
-        let input = session.inputs().first();
-        let shape = input.and_then(|i| i.dtype().tensor_shape());
         let want = [1, 3, INPUT_HEIGHT as i64, INPUT_WIDTH as i64];
-        let (Some(input), Some(shape)) = (input, shape) else {
-            return Err(model_error("the model has no tensor input".into()));
-        };
-        if **shape != want {
-            return Err(model_error(format!(
-                "input {} is {shape:?}, expected {want:?}",
-                input.name()
-            )));
-        }
+        let input_name = vx_models::tensor_input(&session, MODEL, &want)?.to_owned();
         let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
         if names != OUTPUTS {
-            return Err(model_error(format!(
-                "outputs are {names:?}, expected {OUTPUTS:?}"
-            )));
+            return Err(vx_models::ModelError::session(
+                MODEL,
+                format!("outputs are {names:?}, expected {OUTPUTS:?}"),
+            ));
         }
         Ok(Self {
-            input_name: input.name().to_owned(),
+            input_name,
             session,
             input: vec![0.0; 3 * INPUT_WIDTH * INPUT_HEIGHT],
         })
@@ -139,13 +128,6 @@ impl Faces {
                 d
             })
             .collect())
-    }
-}
-
-fn model_error(message: String) -> vx_models::ModelError {
-    vx_models::ModelError::Session {
-        name: "centerface".into(),
-        message,
     }
 }
 

@@ -43,6 +43,8 @@ use vx_plugin_api::{
     SegmentResult,
 };
 
+/// The manifest name of the model.
+const MODEL: &str = "nanodet";
 /// Side of the square the model sees.
 pub const INPUT_SIDE: usize = 416;
 /// Lowest class score that counts as a detection (see the crate docs).
@@ -154,30 +156,16 @@ pub struct Objects {
 impl Objects {
     /// Opens the plugin's models once; the host reuses them for every file.
     pub fn open(ctx: &HostContext) -> Result<Self, vx_models::ModelError> {
-        Self::with_session(vx_models::onnx_session(
-            "nanodet",
-            &ctx.cache_dir,
-            ctx.threads,
-        )?)
+        Self::with_session(vx_models::onnx_session(MODEL, &ctx.cache_dir, ctx.threads)?)
     }
 
     /// Wraps an already opened NanoDet session (benchmarks open it at other
     /// optimisation levels). Checks that its input is what this code feeds.
     pub fn with_session(session: Session) -> Result<Self, vx_models::ModelError> {
-        let input = session.inputs().first();
-        let shape = input.and_then(|i| i.dtype().tensor_shape());
         let want = [1, 3, INPUT_SIDE as i64, INPUT_SIDE as i64];
-        let (Some(input), Some(shape)) = (input, shape) else {
-            return Err(model_error("the model has no tensor input".into()));
-        };
-        if **shape != want {
-            return Err(model_error(format!(
-                "input {} is {shape:?}, expected {want:?}",
-                input.name()
-            )));
-        }
+        let input_name = vx_models::tensor_input(&session, MODEL, &want)?.to_owned();
         Ok(Self {
-            input_name: input.name().to_owned(),
+            input_name,
             session,
             input: vec![0.0; 3 * INPUT_SIDE * INPUT_SIDE],
         })
@@ -241,13 +229,6 @@ impl Objects {
                 ..Default::default()
             })
             .collect())
-    }
-}
-
-fn model_error(message: String) -> vx_models::ModelError {
-    vx_models::ModelError::Session {
-        name: "nanodet".into(),
-        message,
     }
 }
 

@@ -58,7 +58,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let cache_dir = vx_config::default_cache_dir();
+    let cache_dir = vx_config::installed_cache_dir();
     let samples = fixtures::samples();
     let captions = fixtures::caption_samples();
 

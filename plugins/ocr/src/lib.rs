@@ -92,10 +92,7 @@ impl Ocr {
     /// Opens the plugin's models once; the host reuses them for every file.
     /// The engine comes from `VX_OCR_ENGINE`.
     pub fn open(ctx: &HostContext) -> Result<Self, ModelError> {
-        let kind = EngineKind::from_env().map_err(|message| ModelError::Session {
-            name: "ocr".into(),
-            message,
-        })?;
+        let kind = EngineKind::from_env().map_err(|message| ModelError::session("ocr", message))?;
         Self::with_engine(ctx, kind)
     }
 
@@ -104,10 +101,7 @@ impl Ocr {
         Ok(match kind {
             EngineKind::PpOcr => PpOcr::open(&ctx.cache_dir, ctx.threads)?.into(),
             EngineKind::Tesseract => Tesseract::new()
-                .map_err(|message| ModelError::Session {
-                    name: "tesseract".into(),
-                    message,
-                })?
+                .map_err(|message| ModelError::session("tesseract", message))?
                 .into(),
         })
     }

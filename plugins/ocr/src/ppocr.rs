@@ -39,10 +39,7 @@ impl PpOcr {
     ) -> Result<Self, ModelError> {
         let det = vx_models::onnx_session_at(DET_MODEL, cache_dir, threads, level)?;
         let rec = vx_models::onnx_session_at(REC_MODEL, cache_dir, threads, level)?;
-        let err = |message: String| ModelError::Session {
-            name: REC_MODEL.into(),
-            message,
-        };
+        let err = |message: String| ModelError::session(REC_MODEL, message);
         let characters = rec
             .metadata()
             .map_err(|e| err(e.to_string()))?

@@ -14,7 +14,7 @@ use vx_plugin_ocr::{EngineKind, Ocr};
 
 fn open(kind: EngineKind) -> Ocr {
     let ctx = HostContext {
-        cache_dir: vx_config::default_cache_dir(),
+        cache_dir: vx_config::installed_cache_dir(),
         threads: 2,
     };
     Ocr::with_engine(&ctx, kind).unwrap_or_else(|e| panic!("{kind:?}: {e}"))

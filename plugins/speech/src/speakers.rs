@@ -66,10 +66,7 @@ impl Embedder {
         config: MelConfig,
     ) -> Result<Self, ModelError> {
         let session = vx_models::onnx_session("speaker-embedder", cache_dir, threads)?;
-        let err = |message: String| ModelError::Session {
-            name: "speaker-embedder".into(),
-            message,
-        };
+        let err = |message: String| ModelError::session("speaker-embedder", message);
         let input = session.inputs().first().map(|i| i.name());
         if input != Some("mel_window") {
             return Err(err(format!("expected input mel_window, found {input:?}")));

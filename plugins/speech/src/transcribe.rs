@@ -42,17 +42,14 @@ impl Whisper {
         if !MODELS.contains(&name) {
             return Err(match vx_models::spec(name) {
                 Err(e) => e,
-                Ok(_) => ModelError::Session {
-                    name: name.to_owned(),
-                    message: format!("not a whisper model (choose one of {MODELS:?})"),
-                },
+                Ok(_) => ModelError::session(
+                    name,
+                    format!("not a whisper model (choose one of {MODELS:?})"),
+                ),
             });
         }
         let path = vx_models::model_path(name, cache_dir)?;
-        let err = |message: String| ModelError::Session {
-            name: name.to_owned(),
-            message,
-        };
+        let err = |message: String| ModelError::session(name, message);
         // Sends whisper.cpp's and ggml's own logging (a screenful per load)
         // nowhere; errors still come back as results.
         whisper_rs::install_logging_hooks();

@@ -31,10 +31,10 @@ impl Vad {
         let session = vx_models::onnx_session("silero-vad", cache_dir, threads)?;
         let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         if names != ["input", "state", "sr"] {
-            return Err(ModelError::Session {
-                name: "silero-vad".into(),
-                message: format!("expected inputs input, state, sr; the model has {names:?}"),
-            });
+            return Err(ModelError::session(
+                "silero-vad",
+                format!("expected inputs input, state, sr; the model has {names:?}"),
+            ));
         }
         Ok(Self {
             session,

@@ -13,15 +13,7 @@ pub const VOC: &str = "/usr/share/doc/labelme-examples/examples/bbox_detection/d
 
 /// Where setup installed models, ONNX Runtime and test photos.
 pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("VX_CACHE_DIR") {
-        return d.into();
-    }
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
-        })
-        .join("vx")
+    vx_config::installed_cache_dir()
 }
 
 pub fn host_context() -> HostContext {
@@ -181,4 +173,64 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h;
     w * h / union
+}
+
+/// Times `detect` on `frame` for every optimisation level × 1 and 2 threads,
+/// interleaved (a settle pause before each run, as ort's idle threads spin
+/// for a while after one), and prints the median ms per frame of each with
+/// its ratio to the best. `open` wraps a session of model `model`.
+pub fn compare_levels<D>(
+    model: &str,
+    runs: usize,
+    open: impl Fn(vx_models::ort::session::Session) -> Result<D, vx_models::ModelError>,
+    mut detect: impl FnMut(&mut D) -> Result<(), vx_plugin_api::PluginError>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::time::{Duration, Instant};
+    use vx_models::GraphOptimizationLevel;
+    const WARM_UP: usize = 3;
+    const SETTLE: Duration = Duration::from_millis(100);
+
+    let cache = cache_dir();
+    let mut configs = Vec::new();
+    for threads in [1, 2] {
+        for (name, level) in [
+            ("Disable", GraphOptimizationLevel::Disable),
+            ("Level1", GraphOptimizationLevel::Level1),
+            ("Level3", GraphOptimizationLevel::Level3),
+        ] {
+            let session = vx_models::onnx_session_at(model, &cache, threads, level)?;
+            configs.push((name, threads, open(session)?));
+        }
+    }
+    let mut times = vec![Vec::with_capacity(runs); configs.len()];
+    for run in 0..WARM_UP + runs {
+        for ((_, _, detector), times) in configs.iter_mut().zip(&mut times) {
+            std::thread::sleep(SETTLE);
+            let start = Instant::now();
+            detect(detector)?;
+            if run >= WARM_UP {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    let best = medians.iter().copied().fold(f64::INFINITY, f64::min);
+    println!("median of {runs} runs each");
+    println!(
+        "{:<8} {:>7} {:>10} {:>7}",
+        "level", "threads", "ms/frame", "× best"
+    );
+    for ((name, threads, _), median) in configs.iter().zip(&medians) {
+        println!(
+            "{name:<8} {threads:>7} {median:>10.1} {:>7.2}",
+            median / best
+        );
+    }
+    Ok(())
 }

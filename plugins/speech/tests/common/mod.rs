@@ -16,15 +16,7 @@ pub const RATE: usize = 16_000;
 
 /// Where setup installed models and ONNX Runtime.
 pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("VX_CACHE_DIR") {
-        return d.into();
-    }
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
-        })
-        .join("vx")
+    vx_config::installed_cache_dir()
 }
 
 pub fn host_context() -> HostContext {
