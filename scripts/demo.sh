@@ -34,6 +34,13 @@ ff -loop 1 -t 4 -i "$CACHE/testdata/astronaut.png" \
 espeak-ng -v en-us -s 120 -w "$DEMO/memo.wav" "Remember to file the tax return before the deadline."
 ff -i "$DEMO/memo.wav" -c:a libmp3lame "$MEDIA/voice_memo.mp3"
 
+cat > "$DEMO/vxd.toml" <<TOML
+watch = ["$MEDIA"]
+state_dir = "$DEMO/state"
+cache_dir = "$DEMO/cache"
+socket = "$DEMO/run/vxd.sock"
+TOML
+
 echo "==> starting vxd (log: $DEMO/vxd.log)" >&2
 "$BIN/vxd" --config "$DEMO/vxd.toml" 2>"$DEMO/vxd.log" &
 VXD=$!
