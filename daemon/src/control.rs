@@ -16,9 +16,11 @@ use vx_ctl_protocol::{
     ClientHello, DaemonHello, FileReport, PROTOCOL_VERSION, Reply, Request, RetryReply,
     RetryRequest, SearchReply,
 };
-use vx_index::MediaIndex;
+use vx_ctl_protocol::{SearchMode, SearchRequest};
+use vx_index::{MediaIndex, Query, Semantic};
 use vx_wire::{WireError, read_frame, write_frame};
 
+use crate::embed::Embedder;
 use crate::state::State;
 
 pub struct Control {
@@ -26,6 +28,8 @@ pub struct Control {
     pub index: Arc<MediaIndex>,
     pub filter: Arc<crate::watch::Filter>,
     pub index_dir: PathBuf,
+    /// Why search by meaning is off, or the embedder that serves it.
+    pub embedder: Result<Arc<Embedder>, String>,
 }
 
 impl Control {
@@ -39,6 +43,49 @@ impl Control {
             })
             .unwrap_or(0);
         self.state.snapshot(&self.filter.roots, bytes)
+    }
+
+    /// Ranks by words, meaning or both. When the query cannot be embedded,
+    /// words alone answer and the reply says why.
+    fn search(&self, req: &SearchRequest) -> Reply {
+        let mut mode = req.mode;
+        let mut warnings = vec![];
+        let mut vector = None;
+        if mode != SearchMode::Text && !req.query.trim().is_empty() {
+            match self
+                .embedder
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|e| e.embed_query(&req.query).map(|v| (e.clone(), v)))
+            {
+                Ok(v) => vector = Some(v),
+                Err(why) => {
+                    warnings.push(format!(
+                        "search by meaning is unavailable: {why}; showing word matches only"
+                    ));
+                    mode = SearchMode::Text;
+                }
+            }
+        }
+        let store = vector
+            .as_ref()
+            .map(|(e, _)| e.vectors.read().unwrap_or_else(|e| e.into_inner()));
+        let semantic = match (&vector, &store) {
+            (Some((_, query)), Some(store)) => {
+                store.as_ref().map(|vectors| Semantic { vectors, query })
+            }
+            _ => None,
+        };
+        let mut query = Query::from_request(req);
+        query.mode = mode;
+        match self.index.search(&query, semantic) {
+            Ok(hits) => Reply::Search(SearchReply {
+                hits,
+                mode,
+                warnings,
+            }),
+            Err(e) => Reply::Error(e.to_string()),
+        }
     }
 
     fn file(&self, path: PathBuf) -> Reply {
@@ -163,15 +210,7 @@ fn handle(conn: Stream, control: &Control) -> anyhow::Result<()> {
                 Reply::Status(control.status())
             }
             Request::File(path) => control.file(path),
-            Request::Search(s) => {
-                match control
-                    .index
-                    .search(&s.query, &s.filters, s.limit.clamp(1, 10_000) as usize)
-                {
-                    Ok(hits) => Reply::Search(SearchReply { hits }),
-                    Err(e) => Reply::Error(e.to_string()),
-                }
-            }
+            Request::Search(s) => control.search(&s),
             Request::Retry(r) => Reply::Retry(retry(control, r)),
         };
         write_frame(&mut writer, &reply)?;

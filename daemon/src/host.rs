@@ -180,7 +180,59 @@ impl Host {
         job: &Job,
         deadline: Duration,
     ) -> Result<Result<PluginOutput, PluginError>, HostFailure> {
-        let res = self.exchange(job, deadline);
+        self.request(
+            &DaemonToHost::Job(job.clone()),
+            deadline,
+            |reply| match reply {
+                HostToDaemon::Done(r) if r.id == job.id => Ok(r.outcome),
+                other => Err(other),
+            },
+        )
+    }
+
+    /// Asks a text-embedding host for one vector per text. On `Err` the host
+    /// is dead and must be dropped.
+    pub fn embed(
+        &mut self,
+        id: u64,
+        texts: Vec<String>,
+        deadline: Duration,
+    ) -> Result<Result<Vec<Vec<f32>>, PluginError>, HostFailure> {
+        let n = texts.len();
+        self.request(
+            &DaemonToHost::Embed { id, texts },
+            deadline,
+            |reply| match reply {
+                HostToDaemon::Embedded { id: got, outcome } if got == id => {
+                    Ok(outcome.and_then(|vs| match vs.len() == n {
+                        true => Ok(vs),
+                        false => Err(PluginError::new(format!(
+                            "{} vectors for {n} texts",
+                            vs.len()
+                        ))),
+                    }))
+                }
+                other => Err(other),
+            },
+        )
+    }
+
+    /// One request and its reply under `deadline`; `accept` takes the reply
+    /// or hands back what it did not expect. Any failure kills the host.
+    fn request<T>(
+        &mut self,
+        message: &DaemonToHost,
+        deadline: Duration,
+        accept: impl FnOnce(HostToDaemon) -> Result<T, HostToDaemon>,
+    ) -> Result<T, HostFailure> {
+        let res = self.exchange(message, deadline).and_then(|reply| {
+            accept(reply).map_err(|other| match other {
+                HostToDaemon::Panicked { message, .. } => HostFailure::Panicked(message),
+                other => HostFailure::Protocol(
+                    format!("unexpected {other:?}").chars().take(200).collect(),
+                ),
+            })
+        });
         if res.is_err() {
             kill_and_reap(&mut self.child);
         }
@@ -189,23 +241,19 @@ impl Host {
 
     fn exchange(
         &mut self,
-        job: &Job,
+        message: &DaemonToHost,
         deadline: Duration,
-    ) -> Result<Result<PluginOutput, PluginError>, HostFailure> {
+    ) -> Result<HostToDaemon, HostFailure> {
         let stream = self.conn.get_ref();
         let sent = stream
             .set_recv_timeout(Some(deadline))
             .map_err(WireError::from)
-            .and_then(|()| write_frame(&mut &*stream, &DaemonToHost::Job(job.clone())));
+            .and_then(|()| write_frame(&mut &*stream, message));
         if let Err(e) = sent {
             return Err(self.died(&e.to_string()));
         }
         match read_frame::<_, HostToDaemon>(&mut self.conn) {
-            Ok(HostToDaemon::Done(reply)) if reply.id == job.id => Ok(reply.outcome),
-            Ok(HostToDaemon::Panicked { message, .. }) => Err(HostFailure::Panicked(message)),
-            Ok(other) => Err(HostFailure::Protocol(
-                format!("unexpected {other:?}").chars().take(200).collect(),
-            )),
+            Ok(reply) => Ok(reply),
             Err(WireError::Io(e))
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
             {

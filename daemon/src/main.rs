@@ -6,6 +6,7 @@
 //! ARCHITECTURE.md for the whole picture.
 
 mod control;
+mod embed;
 mod host;
 mod pipeline;
 mod sd;
@@ -113,11 +114,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let socket_dir = control::prepare_socket_dir(&settings.socket)?;
+    let embedder = start_embedder(&settings, &state, &index, &socket_dir);
     let control = Arc::new(Control {
         state: state.clone(),
         index: index.clone(),
         filter: filter.clone(),
         index_dir: settings.state_dir.join("index"),
+        embedder,
     });
     control::serve(&settings.socket, control)?;
 
@@ -200,6 +203,37 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&settings.socket);
     Ok(())
+}
+
+/// The text embedder, or why search by meaning is off: not configured, or
+/// its model is not installed (status then lists it as missing).
+fn start_embedder(
+    settings: &Arc<vx_config::Settings>,
+    state: &Arc<State>,
+    index: &Arc<MediaIndex>,
+    socket_dir: &Path,
+) -> Result<Arc<embed::Embedder>, String> {
+    use vx_config::TEXT_EMBED;
+    if !settings.plugins.iter().any(|p| p == TEXT_EMBED) {
+        return Err(format!(
+            "the {TEXT_EMBED} plugin is not in the configured plugins"
+        ));
+    }
+    if let Some(missing) = vx_models::missing_for_plugin(TEXT_EMBED, &settings.cache_dir) {
+        tracing::warn!(plugin = TEXT_EMBED, "not started: {missing}");
+        state.set_plugin(TEXT_EMBED, 0, |p| {
+            p.state = vx_ctl_protocol::PluginState::Missing;
+            p.last_error = Some(missing.to_string());
+        });
+        return Err(missing.to_string());
+    }
+    embed::Embedder::start(
+        settings.clone(),
+        state.clone(),
+        index.clone(),
+        socket_dir.to_owned(),
+    )
+    .map_err(|e| format!("cannot start the embedding thread: {e}"))
 }
 
 /// Takes an exclusive lock on `state_dir/vxd.pid`, so two daemons never share

@@ -93,7 +93,12 @@ impl Pipeline {
         // A plugin whose models are missing is not started: status says
         // which model and how to install it.
         let mut slots = vec![];
-        for plugin in &settings.plugins {
+        // The text embedder reads no files: its own thread serves it.
+        for plugin in settings
+            .plugins
+            .iter()
+            .filter(|p| *p != vx_config::TEXT_EMBED)
+        {
             match vx_models::missing_for_plugin(plugin, &settings.cache_dir) {
                 None => {
                     // Listed now, so status shows plugins in the configured order.
@@ -245,6 +250,7 @@ impl Pipeline {
             let needs = self.slots[i].needs.unwrap_or(Needs {
                 frame_max_side: None,
                 audio: false,
+                text_embedding: None,
             });
             let job = Job {
                 id: self.next_job_id,
@@ -437,6 +443,7 @@ impl Pipeline {
             height: None,
             size: meta.len(),
             mtime: meta.mtime(),
+            created: None,
             fingerprint,
             failures: vec![],
             content,
@@ -498,6 +505,7 @@ impl Pipeline {
         record.kind = decoded.kind();
         record.container = decoded.container.clone();
         record.duration_s = decoded.duration_s;
+        record.created = decoded.created;
         record.video_codec = decoded.video_codec.clone();
         record.audio_codec = decoded.audio_codec.clone();
         record.width = decoded.width;

@@ -88,6 +88,7 @@ fn open_plugin(
         "faces" => boxed(vx_plugin_faces::Faces::open(ctx)),
         "ocr" => boxed(vx_plugin_ocr::Ocr::open(ctx)),
         "speech" => boxed(vx_plugin_speech::Speech::open(ctx)),
+        "text-embed" => boxed(vx_plugin_text_embed::TextEmbed::open(ctx)),
         #[cfg(feature = "misbehave")]
         "misbehave" => Ok(Box::new(vx_plugin_misbehave::Misbehave::from_env())),
         _ => return None,

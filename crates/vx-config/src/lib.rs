@@ -19,13 +19,17 @@ pub const KNOWN_PLUGINS: &[&str] = &[
     "faces",
     "ocr",
     "speech",
+    "text-embed",
     "misbehave",
 ];
 /// Plugins run when the config names none (those whose models are missing
 /// are not started; status says which model and how to install it).
 /// `misbehave` is a fault injector for tests and only exists in hosts built
 /// with its cargo feature.
-pub const DEFAULT_PLUGINS: &[&str] = &["keyframes", "objects", "faces", "ocr", "speech"];
+pub const DEFAULT_PLUGINS: &[&str] = &["keyframes", "objects", "faces", "ocr", "speech", "text-embed"];
+/// The plugin that embeds text for search by meaning. It is sent the words
+/// of indexed segments and of queries, never files.
+pub const TEXT_EMBED: &str = "text-embed";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

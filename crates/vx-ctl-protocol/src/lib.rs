@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Frozen: never add, remove or reorder fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,11 +104,41 @@ pub struct RetryReply {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchRequest {
-    /// Words (all must match), tantivy query syntax, or empty for "anything
-    /// that passes the filters".
+    /// Words, tantivy query syntax (`"an exact phrase"`, `label:bus`), or
+    /// empty for "anything that passes the filters".
     pub query: String,
+    /// Hits, or files when `per_file` is set.
     pub limit: u32,
     pub filters: SearchFilters,
+    pub mode: SearchMode,
+    /// Group hits by file: each file once, in the order of its best hit,
+    /// followed by up to `moments_per_file` of its best moments.
+    pub per_file: bool,
+    pub moments_per_file: u32,
+}
+
+/// How hits are ranked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// BM25 over words: every query word must match.
+    Text,
+    /// Closeness in meaning (MiniLM sentence embeddings), above a floor.
+    Semantic,
+    /// Both lists fused by reciprocal rank; hits that contain a quoted
+    /// phrase of the query come first.
+    #[default]
+    Hybrid,
+}
+
+impl SearchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchMode::Text => "text",
+            SearchMode::Semantic => "semantic",
+            SearchMode::Hybrid => "hybrid",
+        }
+    }
 }
 
 /// Conditions every hit must meet, besides matching the query.
@@ -121,11 +151,27 @@ pub struct SearchFilters {
     pub has: Vec<String>,
     /// "video", "audio" or "image".
     pub kind: Option<String>,
+    /// Only files whose path starts with this.
+    pub path_prefix: Option<PathBuf>,
+    /// Only files made at or after / before this time (seconds since the
+    /// Unix epoch): the creation time in the media's metadata where it has
+    /// one, else the file's modification time.
+    pub after: Option<i64>,
+    pub before: Option<i64>,
+    /// Only files at least / at most this long, in seconds (stills, which
+    /// have no duration, never pass).
+    pub min_duration_s: Option<f64>,
+    pub max_duration_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SearchReply {
     pub hits: Vec<Hit>,
+    /// The ranking actually used: `text` when semantic search was asked for
+    /// but is unavailable.
+    pub mode: SearchMode,
+    /// Why the results may be incomplete, e.g. the text-embed host is down.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,12 +179,13 @@ pub struct Hit {
     pub path: PathBuf,
     /// "video", "audio" or "image".
     pub kind: String,
+    /// Higher is better; comparable only within one reply.
     pub score: f32,
     /// A time range inside the file; both `None` for a whole-file hit.
     pub start_s: Option<f64>,
     pub end_s: Option<f64>,
     pub snippet: String,
-    /// The indexed fields the query matched, e.g. `["name", "codec"]`.
+    /// The indexed fields the query words matched, e.g. `["name", "codec"]`.
     pub fields: Vec<String>,
     /// Byte ranges of `snippet` that matched the query words.
     pub highlights: Vec<[u32; 2]>,
@@ -150,6 +197,13 @@ pub struct Hit {
     pub plugin: Option<String>,
     /// Who speaks there ("speaker 1"), for transcript hits.
     pub speaker: Option<String>,
+    /// Cosine similarity of the query and this moment's words, when it was
+    /// found by meaning.
+    pub similarity: Option<f32>,
+    /// When the file was made (seconds since the Unix epoch): see
+    /// [`SearchFilters::after`].
+    pub time: i64,
+    pub duration_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -108,6 +108,9 @@ pub struct Decoded {
     /// One per distinct frame size; all hold the same frame times.
     pub renditions: Vec<Rendition>,
     pub audio: Option<Vec<f32>>,
+    /// When it was recorded (seconds since the Unix epoch), from the
+    /// container's or a stream's `creation_time` tag, if it has one.
+    pub created: Option<i64>,
 }
 
 impl Decoded {
@@ -162,6 +165,10 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
     if input.duration() > 0 {
         out.duration_s = Some(input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
     }
+    let stamp =
+        |tags: ff::DictionaryRef<'_>| tags.get("creation_time").and_then(parse_creation_time);
+    out.created =
+        stamp(input.metadata()).or_else(|| input.streams().find_map(|s| stamp(s.metadata())));
     let video_stream = input
         .streams()
         .filter(|_| !opts.frame_sides.is_empty())
@@ -591,6 +598,19 @@ pub fn pack(decoded: &Decoded) -> Result<Packed, MediaError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn creation_times_parse_and_unset_clocks_say_nothing() {
+        assert_eq!(
+            parse_creation_time("2024-06-01T12:34:56.000000Z"),
+            Some(1_717_245_296)
+        );
+        assert_eq!(parse_creation_time("2000-02-29"), Some(951_782_400));
+        assert_eq!(parse_creation_time("1904-01-01T00:00:00.000000Z"), None);
+        assert_eq!(parse_creation_time("1970-01-01T00:00:00Z"), None);
+        assert_eq!(parse_creation_time("June 2024"), None);
+        assert_eq!(parse_creation_time("2024-13-01T00:00:00Z"), None);
+    }
+
     use super::*;
 
     #[test]
@@ -656,4 +676,31 @@ mod tests {
         assert_eq!(view.slice(0, 6).unwrap(), &[1, 2, 3, 4, 5, 6]);
         assert_eq!(view.slice(12, 4).unwrap(), &(-1.0f32).to_le_bytes());
     }
+}
+
+/// Seconds since the Unix epoch of an ISO 8601 UTC time as FFmpeg writes
+/// `creation_time` ("2024-06-01T12:34:56.000000Z"). Cameras that never set
+/// their clock write 1904-01-01 or 1970-01-01 (a zero in QuickTime's or
+/// Unix's epoch): those say nothing and give `None`.
+pub fn parse_creation_time(s: &str) -> Option<i64> {
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = match s.len() >= 19 {
+        true => (num(11..13)?, num(14..16)?, num(17..19)?),
+        false => (0, 0, 0),
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+    // days_from_civil).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let t = days * 86_400 + h * 3600 + mi * 60 + sec;
+    (t > 86_400).then_some(t)
 }

@@ -33,7 +33,7 @@ use vx_wire::{WireError, read_frame, write_frame};
 /// impl Plugin for HasPictures {
 ///     fn name(&self) -> &str { "has-pictures" }
 ///     fn version(&self) -> &str { "1" }
-///     fn needs(&self) -> Needs { Needs { frame_max_side: Some(64), audio: false } }
+///     fn needs(&self) -> Needs { Needs { frame_max_side: Some(64), ..Needs::default() } }
 ///     fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {
 ///         let frames = input.frames()?;
 ///         let segments = frames
@@ -55,6 +55,15 @@ pub trait Plugin {
     /// Everything the plugin found in one file. An `Err` fails this file for
     /// this plugin only; a panic ends the host.
     fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError>;
+    /// A text embedder's unit vectors, one per text, in order; asked only of
+    /// a plugin whose [`Needs::text_embedding`] is set.
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, PluginError> {
+        let _ = texts;
+        Err(PluginError::new(format!(
+            "plugin {} does not embed text",
+            self.name()
+        )))
+    }
     /// The protocol version announced in Hello. Only the fault-injecting test
     /// plugin overrides this.
     fn hello_protocol(&self) -> u32 {
@@ -199,44 +208,69 @@ pub fn serve_on(
     write_frame(writer, &HostToDaemon::Hello(hello))?;
     write_frame(writer, &HostToDaemon::Needs(plugin.needs()))?;
     loop {
-        let job = match read_frame(reader) {
-            Ok(DaemonToHost::Job(job)) => job,
+        let (id, outcome) = match read_frame(reader) {
+            Ok(DaemonToHost::Job(job)) => {
+                let span = tracing::info_span!("job", id = job.id, path = %job.path.display());
+                let _enter = span.enter();
+                (
+                    job.id,
+                    run_job(plugin, &job).map(|o| {
+                        HostToDaemon::Done(JobReply {
+                            id: job.id,
+                            outcome: o,
+                        })
+                    }),
+                )
+            }
+            Ok(DaemonToHost::Embed { id, texts }) => (
+                id,
+                guarded(|| plugin.embed(&texts)).map(|o| HostToDaemon::Embedded { id, outcome: o }),
+            ),
             Ok(DaemonToHost::Shutdown) | Err(WireError::Closed) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let span = tracing::info_span!("job", id = job.id, path = %job.path.display());
-        let _enter = span.enter();
-        match run_job(plugin, &job) {
-            JobOutcome::Finished(outcome) => write_frame(
-                writer,
-                &HostToDaemon::Done(JobReply {
-                    id: job.id,
-                    outcome,
-                }),
-            )?,
+        match outcome {
+            JobOutcome::Finished(reply) => write_frame(writer, &reply)?,
             JobOutcome::Panicked(message) => {
-                write_frame(
-                    writer,
-                    &HostToDaemon::Panicked {
-                        id: job.id,
-                        message,
-                    },
-                )?;
+                write_frame(writer, &HostToDaemon::Panicked { id, message })?;
                 std::process::exit(EXIT_PANIC);
             }
         }
     }
 }
 
-/// How one job ended inside the host.
-enum JobOutcome {
-    /// The plugin returned, with its results or its error for this file.
-    Finished(Result<PluginOutput, PluginError>),
+/// How one request ended inside the host.
+enum JobOutcome<T> {
+    /// The plugin returned, with its results or its error for this request.
+    Finished(T),
     /// The plugin panicked, with this message; the host must exit.
     Panicked(String),
 }
 
-fn run_job(plugin: &mut dyn Plugin, job: &Job) -> JobOutcome {
+impl<T> JobOutcome<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> JobOutcome<U> {
+        match self {
+            JobOutcome::Finished(t) => JobOutcome::Finished(f(t)),
+            JobOutcome::Panicked(m) => JobOutcome::Panicked(m),
+        }
+    }
+}
+
+/// Runs `f`, catching a panic as [`JobOutcome::Panicked`].
+fn guarded<T>(f: impl FnOnce() -> T) -> JobOutcome<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(t) => JobOutcome::Finished(t),
+        Err(payload) => JobOutcome::Panicked(
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into()),
+        ),
+    }
+}
+
+fn run_job(plugin: &mut dyn Plugin, job: &Job) -> JobOutcome<Result<PluginOutput, PluginError>> {
     let view = if job.frames.is_empty() && job.audio.is_none() {
         None
     } else {
@@ -249,16 +283,7 @@ fn run_job(plugin: &mut dyn Plugin, job: &Job) -> JobOutcome {
         job,
         view: view.as_ref(),
     };
-    match catch_unwind(AssertUnwindSafe(|| plugin.process(&input))) {
-        Ok(outcome) => JobOutcome::Finished(outcome),
-        Err(payload) => JobOutcome::Panicked(
-            payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into()),
-        ),
-    }
+    guarded(|| plugin.process(&input))
 }
 
 #[cfg(test)]
@@ -283,6 +308,7 @@ mod tests {
             Needs {
                 frame_max_side: Some(32),
                 audio: false,
+                text_embedding: None,
             }
         }
         fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {

@@ -12,6 +12,10 @@
 //!    that reply, not a transport error;
 //! 5. [`DaemonToHost::Shutdown`] (or EOF) ends the host.
 //!
+//! A text-embedding host (one whose [`Needs::text_embedding`] is set) gets
+//! no files: it answers [`DaemonToHost::Embed`] with
+//! [`HostToDaemon::Embedded`], a unit vector per text.
+//!
 //! A plugin that panics is answered with [`HostToDaemon::Panicked`] instead,
 //! and its host exits: the daemon treats that like a crash.
 //!
@@ -24,7 +28,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Exit status of a host whose plugin panicked (after it sent
 /// [`HostToDaemon::Panicked`]).
@@ -47,6 +51,11 @@ pub struct Hello {
 pub enum DaemonToHost {
     Job(Job),
     Shutdown,
+    /// Embed each text (a text-embedding host only).
+    Embed {
+        id: u64,
+        texts: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,17 +69,25 @@ pub enum HostToDaemon {
     },
     /// Sent once, right after Hello.
     Needs(Needs),
+    /// One unit vector per text of [`DaemonToHost::Embed`] `id`, in order.
+    Embedded {
+        id: u64,
+        outcome: Result<Vec<Vec<f32>>, PluginError>,
+    },
 }
 
 /// What a plugin wants decoded for it. vxd decodes each file once and scales
 /// its frames once per distinct size that its hosts ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Needs {
     /// Frames fitted inside `max_side × max_side` (aspect kept, never
     /// upscaled); `None` for a plugin that looks at no pictures.
     pub frame_max_side: Option<u32>,
     /// The 16 kHz mono audio track.
     pub audio: bool,
+    /// A text embedder, with vectors of this many dimensions: it is sent
+    /// texts to embed, never files.
+    pub text_embedding: Option<u32>,
 }
 
 /// Why a plugin could not process one file: data in its reply, recorded for

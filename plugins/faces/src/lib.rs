@@ -144,6 +144,7 @@ impl Plugin for Faces {
         Needs {
             frame_max_side: Some(640),
             audio: false,
+            text_embedding: None,
         }
     }
 

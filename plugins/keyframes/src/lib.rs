@@ -38,6 +38,7 @@ impl Plugin for Keyframes {
         Needs {
             frame_max_side: Some(FRAME_MAX_SIDE),
             audio: false,
+            text_embedding: None,
         }
     }
 

@@ -75,6 +75,7 @@ impl Plugin for Misbehave {
         Needs {
             frame_max_side: Some(640),
             audio: true,
+            text_embedding: None,
         }
     }
 

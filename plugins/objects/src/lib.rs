@@ -245,6 +245,7 @@ impl Plugin for Objects {
         Needs {
             frame_max_side: Some(640),
             audio: false,
+            text_embedding: None,
         }
     }
 

@@ -165,6 +165,7 @@ impl Plugin for Ocr {
         Needs {
             frame_max_side: Some(FRAME_MAX_SIDE),
             audio: false,
+            text_embedding: None,
         }
     }
 

@@ -217,6 +217,7 @@ impl Plugin for Speech {
         Needs {
             frame_max_side: None,
             audio: true,
+            text_embedding: None,
         }
     }
     fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {

@@ -1,0 +1,253 @@
+//! Adding, copying and removing files; [`MediaIndex::commit`] makes it visible.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use tantivy::schema::{TantivyDocument, Value};
+use tantivy::{Term, doc};
+use vx_plugin_protocol::SegmentResult;
+
+use crate::{FileRecord, IndexError, MediaIndex, embed_text, now_s, text_key};
+
+/// The file document's copy of all its segments' words stops here.
+const MAX_FILE_TEXT_BYTES: usize = 1 << 20;
+
+impl MediaIndex {
+    /// Replaces everything indexed for `file.path` with this file and these
+    /// segments. Visible after the next [`commit`](Self::commit).
+    pub fn put_file(
+        &self,
+        file: &FileRecord,
+        segments: &[(&str, &SegmentResult)],
+    ) -> Result<(), IndexError> {
+        self.put_file_keeping(file, segments, &[])
+    }
+
+    /// Like [`put_file`](Self::put_file), but the committed segments of the
+    /// plugins in `keep` stay as they are: only the other plugins re-ran.
+    pub fn put_file_keeping(
+        &self,
+        file: &FileRecord,
+        segments: &[(&str, &SegmentResult)],
+        keep: &[&str],
+    ) -> Result<(), IndexError> {
+        let f = self.f;
+        let path = file.path.to_string_lossy();
+        let time = file.created.unwrap_or(file.mtime);
+        let mut kept = vec![];
+        // What the file as a whole shows: every label and the most faces.
+        let mut labels = BTreeSet::new();
+        let mut faces = 0u64;
+        if !keep.is_empty() {
+            for d in self.all_docs(&self.file_query(&file.path))? {
+                if keep.contains(&self.str_of(&d, f.plugin)) {
+                    labels.extend(self.strs_of(&d, f.labels));
+                    faces = faces.max(d.get_first(f.faces).and_then(|v| v.as_u64()).unwrap_or(0));
+                    kept.push(d);
+                }
+            }
+        }
+        for (_, s) in segments {
+            labels.extend(s.labels.iter().cloned());
+            faces = faces.max(u64::from(s.faces));
+        }
+        // The file document also holds all the words (the full transcript,
+        // the text read on screen), so a file can be found as a whole.
+        let mut all_text = String::new();
+        let kept_text: Vec<String> = kept.iter().flat_map(|d| self.strs_of(d, f.text)).collect();
+        for t in kept_text
+            .iter()
+            .map(String::as_str)
+            .chain(segments.iter().map(|(_, s)| s.text.as_str()))
+        {
+            if all_text.len() + t.len() > MAX_FILE_TEXT_BYTES {
+                break;
+            }
+            if !t.trim().is_empty() {
+                all_text.push_str(t.trim());
+                all_text.push('\n');
+            }
+        }
+        let writer = self.writer();
+        writer.delete_term(Term::from_field_text(f.path, &path));
+        for d in kept {
+            writer.add_document(d)?;
+        }
+        let name = file
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let mut d = doc!(
+            f.path => path.as_ref(),
+            f.doc_type => "file",
+            f.name => name.as_ref(),
+            f.path_text => path.as_ref(),
+            f.kind => file.kind.as_str(),
+            f.container => file.container.as_str(),
+            f.size => file.size,
+            f.mtime => file.mtime,
+            f.time => time,
+            f.fingerprint => file.fingerprint.as_str(),
+            f.content => file.content.as_str(),
+            f.plugin_set => file.plugin_set.as_str(),
+            f.indexed_at => now_s(),
+        );
+        if let Some(duration) = file.duration_s {
+            d.add_f64(f.duration_s, duration);
+        }
+        for c in file.video_codec.iter().chain(&file.audio_codec) {
+            d.add_text(f.codec, c);
+        }
+        if let (Some(w), Some(h)) = (file.width, file.height) {
+            d.add_text(f.resolution, format!("{w}x{h}"));
+        }
+        for (plugin, reason) in &file.failures {
+            d.add_text(f.failure, format!("{plugin}\t{reason}"));
+        }
+        if !file.failures.is_empty() {
+            d.add_text(f.failed, "yes");
+        }
+        self.add_findings(&mut d, &labels, faces, !all_text.is_empty());
+        d.add_text(f.text, all_text);
+        writer.add_document(d)?;
+        for (plugin, s) in segments {
+            let mut d = doc!(
+                f.path => path.as_ref(),
+                f.doc_type => "segment",
+                f.kind => file.kind.as_str(),
+                f.time => time,
+                f.plugin => *plugin,
+                f.start_s => s.start_s,
+                f.end_s => s.end_s,
+                f.text => s.text.as_str(),
+            );
+            self.add_findings(
+                &mut d,
+                &s.labels,
+                u64::from(s.faces),
+                !s.text.trim().is_empty(),
+            );
+            if let Some(duration) = file.duration_s {
+                d.add_f64(f.duration_s, duration);
+            }
+            if let Some(words) = embed_text(&s.text, &s.labels) {
+                d.add_u64(f.embed_key, text_key(&words));
+            }
+            if let Some(speaker) = &s.speaker {
+                d.add_text(f.speaker, speaker);
+            }
+            if let Some(language) = &s.language {
+                d.add_text(f.language, language);
+            }
+            if !s.detections.is_empty() {
+                let json = serde_json::to_string(&s.detections).unwrap_or_default();
+                d.add_text(f.detections, json);
+            }
+            if let Some(h) = s.phash {
+                d.add_u64(f.phash, h);
+            }
+            if let Some(t) = &s.thumbnail {
+                d.add_text(f.thumbnail, t.to_string_lossy());
+            }
+            writer.add_document(d)?;
+        }
+        Ok(())
+    }
+
+    /// Labels (searchable and exact), the face count and what the document
+    /// has, for search and filters.
+    fn add_findings<'a>(
+        &self,
+        d: &mut TantivyDocument,
+        labels: impl IntoIterator<Item = &'a String>,
+        faces: u64,
+        has_text: bool,
+    ) {
+        let f = self.f;
+        for l in labels {
+            d.add_text(f.labels, l);
+            d.add_text(f.label, l.to_lowercase());
+            if l == "speech" {
+                d.add_text(f.has, "speech");
+            }
+        }
+        d.add_u64(f.faces, faces);
+        if faces > 0 {
+            d.add_text(f.has, "faces");
+        }
+        if has_text {
+            d.add_text(f.has, "text");
+        }
+    }
+
+    /// Indexes `to` with every document of the committed file `from` (its
+    /// metadata, results, failures and vector keys), under `to`'s own path,
+    /// size, mtime and fingerprint. Returns the number of documents written.
+    /// Visible after the next commit; `from` is left as it is.
+    pub fn copy_file(&self, from: &Path, to: &FileRecord) -> Result<usize, IndexError> {
+        let f = self.f;
+        let docs = self.all_docs(&self.file_query(from))?;
+        let path = to.path.to_string_lossy();
+        let name = to
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        // A time from the media's metadata belongs to the content; one taken
+        // from the old file's mtime does not.
+        let old_file = docs.iter().find(|d| self.str_of(d, f.doc_type) == "file");
+        let i64_of = |field| old_file.and_then(|d| d.get_first(field).and_then(|v| v.as_i64()));
+        let time = match (i64_of(f.time), i64_of(f.mtime)) {
+            (Some(t), Some(m)) if t != m => t,
+            _ => to.created.unwrap_or(to.mtime),
+        };
+        let per_path = [
+            f.path,
+            f.name,
+            f.path_text,
+            f.size,
+            f.mtime,
+            f.time,
+            f.fingerprint,
+            f.indexed_at,
+        ];
+        let writer = self.writer();
+        writer.delete_term(Term::from_field_text(f.path, &path));
+        for old in &docs {
+            let mut new = TantivyDocument::new();
+            for (field, value) in old.field_values() {
+                if !per_path.contains(&field) {
+                    new.add_field_value(field, value);
+                }
+            }
+            new.add_text(f.path, &path);
+            new.add_i64(f.time, time);
+            if self.str_of(old, f.doc_type) == "file" {
+                new.add_text(f.name, &name);
+                new.add_text(f.path_text, &path);
+                new.add_u64(f.size, to.size);
+                new.add_i64(f.mtime, to.mtime);
+                new.add_text(f.fingerprint, &to.fingerprint);
+                new.add_i64(f.indexed_at, now_s());
+            }
+            writer.add_document(new)?;
+        }
+        Ok(docs.len())
+    }
+
+    /// Removes a file and its segments. Visible after the next commit.
+    pub fn remove_file(&self, path: &Path) {
+        self.writer()
+            .delete_term(Term::from_field_text(self.f.path, &path.to_string_lossy()));
+    }
+
+    /// Makes every change since the last commit durable and searchable.
+    pub fn commit(&self) -> Result<(), IndexError> {
+        self.writer().commit()?;
+        self.reader.reload()?;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Ok(())
+    }
+}
