@@ -307,7 +307,7 @@ impl Daemon {
     }
 
     pub fn search(&self, query: &str) -> Vec<Value> {
-        self.json(&["search", query, "--limit", "1000"])["hits"]
+        self.json(&["search", query, "--segments", "--limit", "1000"])["hits"]
             .as_array()
             .cloned()
             .unwrap_or_default()

@@ -85,7 +85,13 @@ fn speech_in_a_video_is_found_at_its_moment_and_drums_give_no_transcript() {
     let status = d.json(&["status"]);
     assert_eq!(status["files"]["failed"], 0, "{status:#}\n{}", d.log());
 
-    let hits = d.json(&["search", "\"budget meeting\"", "--has", "speech"])["hits"]
+    let hits = d.json(&[
+        "search",
+        "\"budget meeting\"",
+        "--has",
+        "speech",
+        "--segments",
+    ])["hits"]
         .as_array()
         .cloned()
         .unwrap();

@@ -88,7 +88,7 @@ fn names(hits: &[Value]) -> Vec<String> {
 }
 
 fn hits(d: &Daemon, args: &[&str]) -> Vec<Value> {
-    let mut args = [&["search"], args, &["--limit", "1000"]].concat();
+    let mut args = [&["search", "--segments"], args, &["--limit", "1000"]].concat();
     args.retain(|a| !a.is_empty());
     d.json(&args)["hits"]
         .as_array()

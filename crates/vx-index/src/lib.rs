@@ -195,7 +195,9 @@ fn now_s() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use vx_ctl_protocol::{Hit, SearchFilters, SearchMode};
+    use std::collections::BTreeSet;
+
+    use vx_ctl_protocol::{Hit, SearchFilters, SearchMode, SearchRequest};
 
     use super::*;
 
@@ -326,6 +328,185 @@ mod tests {
         assert_eq!(h.plugin.as_deref(), Some("ocr"));
         let [a, b] = h.highlights[0];
         assert_eq!(&h.snippet[a as usize..b as usize], "roadmap", "{h:?}");
+    }
+
+    fn said(start: f64, end: f64, text: &str) -> SegmentResult {
+        found(start, end, &["speech"], 0, text)
+    }
+
+    fn ask(text: &str, mode: SearchMode, filters: &SearchFilters) -> SearchRequest {
+        SearchRequest {
+            query: text.into(),
+            limit: 10,
+            filters: filters.clone(),
+            mode,
+            per_file: false,
+            moments_per_file: 3,
+        }
+    }
+
+    /// A store whose vectors stand in for MiniLM's: `meaning` maps each
+    /// text to a direction of a small space.
+    fn store_for(dir: &Path, idx: &MediaIndex, meaning: &dyn Fn(&str) -> Vec<f32>) -> VectorStore {
+        let mut store = VectorStore::open(&dir.join("v"), "test", 4).unwrap();
+        let backlog = idx.missing_embeddings(|k| store.contains(k), 1000).unwrap();
+        let items: Vec<_> = backlog.iter().map(|(k, t)| (*k, meaning(t))).collect();
+        store.insert(&items).unwrap();
+        store
+    }
+
+    #[test]
+    fn hybrid_finds_by_meaning_keeps_exact_phrases_first_and_has_a_floor() {
+        let idx = MediaIndex::in_ram().unwrap();
+        let sea = said(10.0, 14.0, "the sea was rough that morning");
+        let waves_words = said(20.0, 24.0, "we talked about ocean waves and tides");
+        let tax = said(30.0, 34.0, "the tax deadline is friday");
+        idx.put_file(&video("/m/trip.mp4"), &[("speech", &sea), ("speech", &tax)])
+            .unwrap();
+        idx.put_file(&video("/m/talk.mp4"), &[("speech", &waves_words)])
+            .unwrap();
+        idx.commit().unwrap();
+        // Directions: sea-ish, tax-ish, and one nothing is near.
+        let meaning = |t: &str| -> Vec<f32> {
+            if t.contains("sea") || t.contains("ocean") {
+                vec![1.0, 0.1, 0.0, 0.0]
+            } else if t.contains("tax") {
+                vec![0.0, 1.0, 0.0, 0.0]
+            } else {
+                vec![0.0, 0.0, 0.0, 1.0]
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_for(dir.path(), &idx, &meaning);
+        assert_eq!(store.len(), 3);
+        let run = |text: &str, mode| {
+            let req = ask(text, mode, &none());
+            let q = meaning(text);
+            idx.search(
+                &Query::from_request(&req),
+                Some(Semantic {
+                    vectors: &store,
+                    query: &q,
+                }),
+            )
+            .unwrap()
+        };
+        // No word of "ocean waves" is in the first transcript; its meaning is.
+        let by_meaning = run("ocean waves", SearchMode::Semantic);
+        let starts: Vec<_> = by_meaning.iter().map(|h| h.start_s).collect();
+        assert_eq!(starts.len(), 2, "{by_meaning:?}");
+        assert!(starts.contains(&Some(10.0)) && starts.contains(&Some(20.0)));
+        assert!(
+            by_meaning
+                .iter()
+                .all(|h| h.similarity.unwrap() > SEMANTIC_FLOOR)
+        );
+        let by_words = run("ocean waves", SearchMode::Text);
+        assert_eq!(by_words.len(), 1);
+        // Hybrid: both, the one that matches both ways first.
+        let both = run("ocean waves", SearchMode::Hybrid);
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[0].start_s, Some(20.0));
+        // A quoted phrase ranks its exact match first, whatever the meaning says.
+        let quoted = run("\"sea was rough\"", SearchMode::Hybrid);
+        assert_eq!(quoted[0].start_s, Some(10.0), "{quoted:?}");
+        // Nothing near, no words: nothing at all, not the least bad.
+        assert!(run("quantum chromodynamics", SearchMode::Hybrid).is_empty());
+        assert!(run("quantum chromodynamics", SearchMode::Semantic).is_empty());
+
+        // A deleted file's moments are gone, even though its vectors stay
+        // until compaction.
+        idx.remove_file(Path::new("/m/talk.mp4"));
+        idx.commit().unwrap();
+        let after = run("ocean waves", SearchMode::Hybrid);
+        assert!(
+            after.iter().all(|h| h.path == Path::new("/m/trip.mp4")),
+            "{after:?}"
+        );
+        let live = idx.live_embed_keys().unwrap();
+        assert_eq!(live.len(), 2);
+    }
+
+    #[test]
+    fn filters_by_path_time_and_duration_and_groups_by_file() {
+        let idx = MediaIndex::in_ram().unwrap();
+        let mut a = video("/lib/2023/a.mp4");
+        a.created = Some(1_690_000_000); // July 2023, from metadata
+        a.duration_s = Some(30.0);
+        let mut b = video("/lib/2024/b.mp4");
+        b.mtime = 1_720_000_000; // July 2024
+        b.duration_s = Some(600.0);
+        let mut c = video("/lib/2024-old/c.jpg");
+        c.kind = MediaKind::Image;
+        c.duration_s = None;
+        let bus = |t| found(t, t + 1.0, &["bus"], 0, "");
+        idx.put_file(&a, &[("objects", &bus(1.0)), ("objects", &bus(5.0))])
+            .unwrap();
+        idx.put_file(
+            &b,
+            &[
+                ("objects", &bus(2.0)),
+                ("objects", &bus(8.0)),
+                ("objects", &bus(9.0)),
+            ],
+        )
+        .unwrap();
+        idx.put_file(&c, &[("objects", &bus(0.0))]).unwrap();
+        idx.commit().unwrap();
+        let paths = |f: SearchFilters| -> BTreeSet<String> {
+            find(&idx, "bus", &f, 50)
+                .unwrap()
+                .iter()
+                .map(|h| h.path.to_string_lossy().into_owned())
+                .collect()
+        };
+        let set = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let under = |p: &str| SearchFilters {
+            path_prefix: Some(p.into()),
+            ..none()
+        };
+        assert_eq!(paths(under("/lib/2024/")), set(&["/lib/2024/b.mp4"]));
+        assert_eq!(
+            paths(under("/lib/2024")),
+            set(&["/lib/2024/b.mp4", "/lib/2024-old/c.jpg"])
+        );
+        assert_eq!(paths(under("/elsewhere")), set(&[]));
+        let between = |after, before| SearchFilters {
+            after,
+            before,
+            ..none()
+        };
+        assert_eq!(
+            paths(between(Some(1_680_000_000), Some(1_700_000_000))),
+            set(&["/lib/2023/a.mp4"])
+        );
+        assert_eq!(
+            paths(between(Some(1_700_000_000), None)),
+            set(&["/lib/2024/b.mp4", "/lib/2024-old/c.jpg"])
+        );
+        let lasting = |min, max| SearchFilters {
+            min_duration_s: min,
+            max_duration_s: max,
+            ..none()
+        };
+        assert_eq!(paths(lasting(Some(60.0), None)), set(&["/lib/2024/b.mp4"]));
+        assert_eq!(paths(lasting(None, Some(60.0))), set(&["/lib/2023/a.mp4"]));
+
+        // Grouped: one entry per file, at most two moments each.
+        let mut req = ask("bus", SearchMode::Text, &none());
+        req.per_file = true;
+        req.moments_per_file = 2;
+        req.limit = 2;
+        let hits = idx.search(&Query::from_request(&req), None).unwrap();
+        let files: Vec<_> = hits.iter().map(|h| h.path.clone()).collect();
+        let mut distinct = files.clone();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            2,
+            "two files, each once, in a run: {files:?}"
+        );
+        assert!(hits.len() <= 4 && hits.len() >= 3, "{hits:?}");
     }
 
     #[test]

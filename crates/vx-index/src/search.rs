@@ -10,10 +10,13 @@
 //! match below [`SEMANTIC_FLOOR`] is no match at all, so a query about
 //! nothing in the library returns nothing.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
+use std::path::Path;
 
 use tantivy::collector::TopDocs;
+use tantivy::columnar::StrColumn;
 use tantivy::query::{
     AllQuery, BooleanQuery, Occur, Query as TantivyQuery, QueryParser, RangeQuery, TermQuery,
 };
@@ -164,7 +167,8 @@ impl MediaIndex {
                 .then(b.score.total_cmp(&a.score))
                 .then(a_addr.cmp(b_addr))
         });
-        let chosen = self.choose(&searcher, ranked, q)?;
+        let tokens = self.tokens(q.text);
+        let chosen = self.choose(&searcher, ranked, q, &tokens)?;
 
         let snippets = match &words {
             Some(w) => {
@@ -174,7 +178,6 @@ impl MediaIndex {
             }
             None => None,
         };
-        let tokens = self.tokens(q.text);
         let mut hits = Vec::with_capacity(chosen.len());
         for (addr, c) in chosen {
             let d: TantivyDocument = searcher.doc(addr)?;
@@ -192,51 +195,59 @@ impl MediaIndex {
         hits.retain(|h| {
             h.plugin.is_some()
                 || !with_moments.contains(&h.path)
-                || h.fields.iter().any(|f| f != "labels" && f != "text")
+                || !self.only_by_findings(&h.fields)
         });
         Ok(hits)
     }
 
     /// The hits to show, in order: the first `limit`, or with `per_file`,
-    /// the first `limit` files, each followed by its best moments. Reads
-    /// only fast fields, so a deep candidate list costs little.
+    /// the first `limit` files, each followed by its best moments. Paths and
+    /// document types come from fast fields, so a deep list costs little.
     fn choose(
         &self,
         searcher: &Searcher,
         ranked: Vec<(DocAddress, Candidate)>,
         q: &Query<'_>,
+        tokens: &BTreeSet<String>,
     ) -> Result<Vec<(DocAddress, Candidate)>, IndexError> {
         if !q.per_file {
             return Ok(ranked.into_iter().take(q.limit).collect());
         }
         let mut columns = HashMap::new();
-        let mut groups: Vec<(String, Vec<(DocAddress, Candidate)>)> = vec![];
+        let mut groups: Vec<(String, Vec<(DocAddress, Candidate, bool)>)> = vec![];
         for (addr, c) in ranked {
-            let column = match columns.entry(addr.segment_ord) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                    searcher
-                        .segment_reader(addr.segment_ord)
-                        .fast_fields()
-                        .str("path_exact")?,
-                ),
-            };
-            let mut path = String::new();
-            if let Some(col) = column.as_ref()
-                && let Some(ord) = col.term_ords(addr.doc_id).next()
-            {
-                col.ord_to_str(ord, &mut path)
-                    .map_err(|e| tantivy::TantivyError::IoError(e.into()))?;
-            }
-            let full = groups.len() >= q.limit;
+            let path = fast_str(searcher, &mut columns, "path_exact", addr)?;
+            let is_file = fast_str(searcher, &mut columns, "doc_type", addr)? == "file";
             match groups.iter_mut().find(|(p, _)| *p == path) {
-                Some((_, hits)) if hits.len() < q.moments_per_file => hits.push((addr, c)),
-                Some(_) => {}
-                None if !full => groups.push((path, vec![(addr, c)])),
-                None => {}
+                Some((_, hits)) => hits.push((addr, c, is_file)),
+                None => groups.push((path, vec![(addr, c, is_file)])),
             }
         }
-        Ok(groups.into_iter().flat_map(|(_, hits)| hits).collect())
+        let mut out = vec![];
+        for (_, hits) in groups.into_iter().take(q.limit) {
+            let has_moments = hits.iter().any(|(_, _, is_file)| !is_file);
+            let mut kept = 0;
+            for (addr, c, is_file) in hits {
+                if kept == q.moments_per_file {
+                    break;
+                }
+                if is_file && has_moments {
+                    let d: TantivyDocument = searcher.doc(addr)?;
+                    if self.only_by_findings(&self.matched_fields(&d, tokens)) {
+                        continue;
+                    }
+                }
+                out.push((addr, c));
+                kept += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A file matched only through what its moments show or say: its moments
+    /// stand for it, and a whole-file hit would repeat them.
+    fn only_by_findings(&self, fields: &[String]) -> bool {
+        fields.iter().all(|f| f == "labels" || f == "text")
     }
 
     /// The query's words, or `None` for an empty query.
@@ -278,15 +289,14 @@ impl MediaIndex {
                 .map(|k| exact(f.kind, &k.to_lowercase())),
         );
         if let Some(prefix) = &filters.path_prefix {
-            // Every path that starts with the prefix sorts between it and
-            // the prefix followed by the highest character.
             let prefix = prefix.to_string_lossy();
+            let upper = match successor(&prefix) {
+                Some(next) => Bound::Excluded(Term::from_field_text(f.path, &next)),
+                None => Bound::Unbounded,
+            };
             out.push(Box::new(RangeQuery::new(
                 Bound::Included(Term::from_field_text(f.path, &prefix)),
-                Bound::Excluded(Term::from_field_text(
-                    f.path,
-                    &format!("{prefix}\u{10FFFF}"),
-                )),
+                upper,
             )));
         }
         let bound = |v: Option<i64>, inclusive: bool| match v {
@@ -326,6 +336,30 @@ impl MediaIndex {
         out
     }
 
+    /// The searchable fields whose words include one of `words`.
+    fn matched_fields(&self, d: &TantivyDocument, words: &BTreeSet<String>) -> Vec<String> {
+        let path = self.str_of(d, self.f.path);
+        let name = Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let is_segment = self.str_of(d, self.f.doc_type) == "segment";
+        self.f
+            .searchable()
+            .into_iter()
+            .filter(|(name, _, _)| !(is_segment && (*name == "name" || *name == "path")))
+            .filter(|(_, field, source)| {
+                let values = match source {
+                    Source::FileName => vec![name.to_string()],
+                    Source::Path => vec![path.to_owned()],
+                    Source::Stored => self.strs_of(d, *field),
+                };
+                values.iter().any(|v| !self.tokens(v).is_disjoint(words))
+            })
+            .map(|(name, _, _)| name.to_owned())
+            .collect()
+    }
+
     fn hit(
         &self,
         d: &TantivyDocument,
@@ -344,21 +378,7 @@ impl MediaIndex {
         let is_segment = self.str_of(d, f.doc_type) == "segment";
         // A still's one segment is the whole file: no time range to show.
         let timed = is_segment && kind != "image";
-        let matched = self
-            .f
-            .searchable()
-            .into_iter()
-            .filter(|(name, _, _)| !(is_segment && (*name == "name" || *name == "path")))
-            .filter(|(_, field, source)| {
-                let values = match source {
-                    Source::FileName => vec![name.clone()],
-                    Source::Path => vec![path.to_string_lossy().into_owned()],
-                    Source::Stored => self.strs_of(d, *field),
-                };
-                values.iter().any(|v| !self.tokens(v).is_disjoint(words))
-            })
-            .map(|(name, _, _)| name.to_owned())
-            .collect();
+        let matched = self.matched_fields(d, words);
         let labels = self.strs_of(d, f.labels);
         let mut highlights = vec![];
         let snippet = if is_segment {
@@ -415,4 +435,45 @@ impl MediaIndex {
             duration_s: f64_of(f.duration_s),
         }
     }
+}
+
+/// The string value of `field` for `addr`, through a per-segment cache of
+/// fast-field columns.
+fn fast_str(
+    searcher: &Searcher,
+    columns: &mut HashMap<(u32, &'static str), Option<StrColumn>>,
+    field: &'static str,
+    addr: DocAddress,
+) -> Result<String, IndexError> {
+    let column = match columns.entry((addr.segment_ord, field)) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => e.insert(
+            searcher
+                .segment_reader(addr.segment_ord)
+                .fast_fields()
+                .str(field)?,
+        ),
+    };
+    let mut out = String::new();
+    if let Some(col) = column.as_ref()
+        && let Some(ord) = col.term_ords(addr.doc_id).next()
+    {
+        col.ord_to_str(ord, &mut out)
+            .map_err(|e| tantivy::TantivyError::IoError(e.into()))?;
+    }
+    Ok(out)
+}
+
+/// The least string greater than every string that starts with `prefix`
+/// (its last character that can be, plus one); `None` if there is none.
+fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
