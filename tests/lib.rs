@@ -105,6 +105,34 @@ pub fn make_audio(path: &Path, secs: u32) {
     ]);
 }
 
+/// The file names of search hits (`--json`), in order.
+pub fn hit_names(hits: &[Value]) -> Vec<String> {
+    hits.iter()
+        .map(|h| {
+            Path::new(h["path"].as_str().unwrap_or_default())
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+/// `text` spoken by espeak-ng (British English, slowly) into `wav`.
+pub fn espeak(text: &str, wav: &Path) {
+    let out = Command::new("espeak-ng")
+        .args(["-v", "en-gb", "-s", "120", "-w"])
+        .arg(wav)
+        .arg(text)
+        .output()
+        .expect("espeak-ng runs (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn make_image(path: &Path) {
     ffmpeg(&[
         "-f",

@@ -68,6 +68,16 @@ pub fn status(s: &Status) -> String {
         );
     }
     row("index", bytes(s.index_bytes));
+    if s.vectors > 0 || s.embed_backlog > 0 {
+        let waiting = match s.embed_backlog {
+            0 => String::new(),
+            n => format!(" · {n} segment(s) waiting to be embedded"),
+        };
+        row(
+            "meaning",
+            format!("{} sentence vectors{waiting}", s.vectors),
+        );
+    }
     let width = s.plugins.iter().map(|p| p.name.len()).max().unwrap_or(0);
     for (i, p) in s.plugins.iter().enumerate() {
         let state = serde_json::to_value(p.state)

@@ -7,7 +7,9 @@
 //! batch. The backlog is whatever segment in the index has a vector key with
 //! no vector: new files, files indexed while the host was down, or every file
 //! after the model changed. It is found by scanning the index's key column
-//! after each commit, so nothing needs to be handed over and nothing is lost.
+//! after each commit (the pipeline sets `embed_dirty`), so nothing needs to be
+//! handed over and nothing is lost. vxd is not idle while a running host has
+//! a backlog, so `vxctl wait` also waits for search by meaning to catch up.
 //! When the host is down, searches fall back to words and say so.
 
 use std::path::PathBuf;
@@ -31,7 +33,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 const BATCH_DEADLINE: Duration = Duration::from_secs(120);
 /// Between starts of a host that keeps failing.
 const RESTART_BACKOFF: Duration = Duration::from_secs(10);
-/// How often the index is checked for new commits when nothing else happens.
+/// How often the state is checked for new commits when nothing else happens.
 const POLL: Duration = Duration::from_millis(250);
 
 type QueryReply = Sender<Result<Vec<f32>, String>>;
@@ -117,7 +119,9 @@ impl Worker {
     /// Runs until shutdown. The host is spawned from this thread only:
     /// PR_SET_PDEATHSIG fires when the spawning thread exits.
     fn run(mut self) {
-        let mut seen_commits = u64::MAX;
+        // Vectors may be missing from before this start.
+        self.state.lock().embed_dirty = true;
+        let mut more = false;
         let mut last_start = None::<Instant>;
         while !self.state.lock().shutting_down {
             if self.host.is_none() && last_start.is_none_or(|t| t.elapsed() >= RESTART_BACKOFF) {
@@ -125,12 +129,20 @@ impl Worker {
                 self.start_host();
             }
             // The backlog, one batch at a time, with queries in between.
-            let commits = self.index.commits();
-            if self.host.is_some() && commits != seen_commits {
+            if self.host.is_some() && (more || std::mem::take(&mut self.state.lock().embed_dirty)) {
                 match self.backlog_batch() {
-                    Some(true) => {} // more to do: check again at once
-                    Some(false) => seen_commits = commits,
-                    None => continue,
+                    Some(left) => more = left,
+                    None => {
+                        self.state.lock().embed_dirty = true; // try again with the next host
+                        more = false;
+                    }
+                }
+                if more {
+                    // Queries first, without waiting.
+                    if let Ok((query, reply)) = self.inbox.try_recv() {
+                        self.answer(query, reply);
+                    }
+                    continue;
                 }
             }
             match self.inbox.recv_timeout(POLL) {
@@ -148,6 +160,13 @@ impl Worker {
         if let Some(h) = self.host.take() {
             h.stop();
         }
+    }
+
+    fn answer(&mut self, query: String, reply: QueryReply) {
+        let vector = self
+            .embed(vec![query], QUERY_TIMEOUT)
+            .and_then(|mut v| v.pop().ok_or_else(|| "no vector".to_owned()));
+        let _ = reply.send(vector);
     }
 
     fn start_host(&mut self) {
@@ -188,6 +207,7 @@ impl Worker {
             match VectorStore::open(&self.store_path, &model, dims as usize) {
                 Ok(store) => {
                     tracing::info!(vectors = store.len(), %model, "vectors open");
+                    self.state.lock().vectors = store.len() as u64;
                     *vectors = Some(store);
                 }
                 Err(e) => {
@@ -207,12 +227,14 @@ impl Worker {
         });
         self.host = Some(host);
         self.ready.store(true, Ordering::Release);
+        self.state.lock().embedder_up = true;
     }
 
     fn failed(&mut self, e: &HostFailure) {
         tracing::warn!("{TEXT_EMBED} host failed: {e}");
         self.ready.store(false, Ordering::Release);
         self.host = None;
+        self.state.lock().embedder_up = false;
         self.state.set_plugin(TEXT_EMBED, 0, |p| {
             p.pid = None;
             p.crashes += 1;
@@ -242,13 +264,21 @@ impl Worker {
     /// Embeds one batch of the backlog: `Some(true)` if more is left,
     /// `Some(false)` when it is done, `None` when the host failed.
     fn backlog_batch(&mut self) -> Option<bool> {
-        let missing = {
+        let (waiting, missing) = {
             let vectors = self.vectors.read().unwrap_or_else(|e| e.into_inner());
             let store = vectors.as_ref()?;
-            self.index
+            match self
+                .index
                 .missing_embeddings(|k| store.contains(k), BACKLOG_BATCH)
-                .unwrap_or_default()
+            {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!("cannot read the embedding backlog: {e}");
+                    (0, vec![])
+                }
+            }
         };
+        self.state.lock().embed_backlog = waiting;
         if missing.is_empty() {
             self.compact();
             return Some(false);
@@ -268,19 +298,25 @@ impl Worker {
             .set_plugin(TEXT_EMBED, 0, |p| p.state = PluginState::Ready);
         let items: Vec<(u64, Vec<f32>)> = keys.into_iter().zip(vectors).collect();
         let mut store = self.vectors.write().unwrap_or_else(|e| e.into_inner());
-        match store.as_mut().map(|s| s.insert(&items)) {
-            Some(Ok(0)) => {
+        let store = store.as_mut()?;
+        let stored = store.insert(&items);
+        self.state.lock().vectors = store.len() as u64;
+        match stored {
+            Ok(0) => {
                 tracing::warn!("the text-embed host gave no usable vectors");
-                return Some(false);
+                self.state.lock().embed_backlog = 0;
+                Some(false)
             }
-            Some(Ok(n)) => tracing::debug!(n, secs = started.elapsed().as_secs_f64(), "embedded"),
-            Some(Err(e)) => {
+            Ok(n) => {
+                tracing::debug!(n, secs = started.elapsed().as_secs_f64(), "embedded");
+                Some(true)
+            }
+            Err(e) => {
                 tracing::warn!("cannot store vectors: {e}");
-                return Some(false);
+                self.state.lock().embed_backlog = 0;
+                Some(false)
             }
-            None => return None,
         }
-        Some(true)
     }
 
     /// Drops vectors no segment refers to any more, once they are a quarter

@@ -584,7 +584,10 @@ impl Pipeline {
 
     fn commit(&self) -> bool {
         match self.index.commit() {
-            Ok(()) => true,
+            Ok(()) => {
+                self.state.lock().embed_dirty = true;
+                true
+            }
             Err(e) => {
                 tracing::error!("index commit failed: {e}");
                 false

@@ -43,6 +43,15 @@ pub struct Inner {
     pub stale_purged: bool,
     pub warnings: Vec<String>,
     finished: VecDeque<Instant>,
+    /// The index changed since the embedder last looked for segments
+    /// without vectors.
+    pub embed_dirty: bool,
+    /// Segments without vectors at the embedder's last look.
+    pub embed_backlog: u64,
+    /// Vectors stored.
+    pub vectors: u64,
+    /// The text-embed host is up, so the backlog will drain.
+    pub embedder_up: bool,
 }
 
 impl Inner {
@@ -228,7 +237,10 @@ impl State {
             },
             plugins: s.plugins.clone(),
             failed_files: s.failed_files(None),
-            idle: !s.crawling && queued == 0 && in_progress == 0,
+            idle: !s.crawling
+                && queued == 0
+                && in_progress == 0
+                && !(s.embedder_up && (s.embed_dirty || s.embed_backlog > 0)),
             plugin_jobs: s.plugin_jobs,
             paused: s.paused,
             current: s.working.values().cloned().collect(),
@@ -244,6 +256,8 @@ impl State {
             },
             warnings: s.warnings.clone(),
             index_bytes,
+            vectors: s.vectors,
+            embed_backlog: s.embed_backlog,
         }
     }
 }

@@ -2,27 +2,12 @@
 //! models, on speech made by espeak-ng, searched through vxctl.
 
 use std::path::Path;
-use std::process::Command;
 
-use vx_e2e::{Daemon, ffmpeg};
+use vx_e2e::{Daemon, espeak, ffmpeg};
 
 const SENTENCE: &str = "The budget meeting moved to Thursday morning.";
 /// Real drum samples from Debian's python-kivy-examples.
 const DRUMS: &str = "/usr/share/kivy-examples/audio";
-
-fn espeak(text: &str, wav: &Path) {
-    let out = Command::new("espeak-ng")
-        .args(["-v", "en-gb", "-s", "120", "-w"])
-        .arg(wav)
-        .arg(text)
-        .output()
-        .expect("espeak-ng runs (scripts/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn populate(media: &Path) {
     let said = media.parent().unwrap().join("said.wav");

@@ -72,16 +72,7 @@ fn populate(media: &Path) {
 }
 
 fn names(hits: &[Value]) -> Vec<String> {
-    let mut v: Vec<String> = hits
-        .iter()
-        .map(|h| {
-            Path::new(h["path"].as_str().unwrap())
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let mut v = vx_e2e::hit_names(hits);
     v.sort();
     v.dedup();
     v

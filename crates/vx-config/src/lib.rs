@@ -26,7 +26,14 @@ pub const KNOWN_PLUGINS: &[&str] = &[
 /// are not started; status says which model and how to install it).
 /// `misbehave` is a fault injector for tests and only exists in hosts built
 /// with its cargo feature.
-pub const DEFAULT_PLUGINS: &[&str] = &["keyframes", "objects", "faces", "ocr", "speech", "text-embed"];
+pub const DEFAULT_PLUGINS: &[&str] = &[
+    "keyframes",
+    "objects",
+    "faces",
+    "ocr",
+    "speech",
+    "text-embed",
+];
 /// The plugin that embeds text for search by meaning. It is sent the words
 /// of indexed segments and of queries, never files.
 pub const TEXT_EMBED: &str = "text-embed";

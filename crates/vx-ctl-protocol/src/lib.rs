@@ -215,7 +215,8 @@ pub struct Status {
     pub files: FileCounts,
     pub plugins: Vec<PluginStatus>,
     pub failed_files: Vec<FailedFile>,
-    /// True when nothing is queued, settling or in progress.
+    /// True when nothing is queued, settling or in progress, and the
+    /// text-embed host (when running) has embedded every segment.
     pub idle: bool,
     /// Jobs sent to model hosts since vxd started (retries included).
     pub plugin_jobs: u64,
@@ -231,6 +232,10 @@ pub struct Status {
     pub warnings: Vec<String>,
     /// Bytes the index takes on disk.
     pub index_bytes: u64,
+    /// Sentence vectors stored, for search by meaning.
+    pub vectors: u64,
+    /// Segments whose words still wait for their vector.
+    pub embed_backlog: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -25,7 +25,6 @@ mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
 use vx_plugin_protocol::{MediaKind, SegmentResult};
@@ -112,8 +111,6 @@ pub struct MediaIndex {
     writer: Mutex<IndexWriter>,
     reader: IndexReader,
     f: Fields,
-    /// Commits made through this handle.
-    commits: AtomicU64,
 }
 
 impl MediaIndex {
@@ -172,14 +169,7 @@ impl MediaIndex {
             writer: Mutex::new(writer),
             reader,
             f,
-            commits: AtomicU64::new(0),
         })
-    }
-
-    /// How many commits this handle has made: changes when what is
-    /// searchable may have.
-    pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Acquire)
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
@@ -349,7 +339,7 @@ mod tests {
     /// text to a direction of a small space.
     fn store_for(dir: &Path, idx: &MediaIndex, meaning: &dyn Fn(&str) -> Vec<f32>) -> VectorStore {
         let mut store = VectorStore::open(&dir.join("v"), "test", 4).unwrap();
-        let backlog = idx.missing_embeddings(|k| store.contains(k), 1000).unwrap();
+        let (_, backlog) = idx.missing_embeddings(|k| store.contains(k), 1000).unwrap();
         let items: Vec<_> = backlog.iter().map(|(k, t)| (*k, meaning(t))).collect();
         store.insert(&items).unwrap();
         store

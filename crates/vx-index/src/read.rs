@@ -245,17 +245,21 @@ impl MediaIndex {
         Ok(keys)
     }
 
-    /// Up to `limit` (key, words) pairs of segments whose vector `have` says
-    /// is missing: the embedding backlog.
+    /// The embedding backlog: how many segments have a vector key that
+    /// `have` says has no vector, and up to `limit` (key, words) pairs of them.
     pub fn missing_embeddings(
         &self,
         have: impl Fn(u64) -> bool,
         limit: usize,
-    ) -> Result<Vec<(u64, String)>, IndexError> {
+    ) -> Result<(u64, Vec<(u64, String)>), IndexError> {
         let mut missing: HashMap<u64, DocAddress> = HashMap::new();
+        let mut waiting = 0;
         self.scan_embed_keys(|addr, key| {
-            if missing.len() < limit && !have(key) {
-                missing.entry(key).or_insert(addr);
+            if !have(key) {
+                waiting += 1;
+                if missing.len() < limit {
+                    missing.entry(key).or_insert(addr);
+                }
             }
         })?;
         let searcher = self.reader.searcher();
@@ -267,7 +271,7 @@ impl MediaIndex {
                 out.push((key, words));
             }
         }
-        Ok(out)
+        Ok((waiting, out))
     }
 
     /// Calls `each` with every live document's vector key, from the fast

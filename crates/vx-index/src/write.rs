@@ -246,8 +246,6 @@ impl MediaIndex {
     pub fn commit(&self) -> Result<(), IndexError> {
         self.writer().commit()?;
         self.reader.reload()?;
-        self.commits
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 }
