@@ -114,6 +114,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let socket_dir = control::prepare_socket_dir(&settings.socket)?;
+    // Plugins are listed in status in the configured order, the embedder last.
+    let pipelines: Vec<Pipeline> = (0..settings.jobs)
+        .map(|worker| {
+            Pipeline::new(
+                settings.clone(),
+                state.clone(),
+                index.clone(),
+                socket_dir.clone(),
+                worker,
+            )
+        })
+        .collect();
     let embedder = start_embedder(&settings, &state, &index, &socket_dir);
     let control = Arc::new(Control {
         state: state.clone(),
@@ -125,14 +137,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     control::serve(&settings.socket, control)?;
 
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(settings.jobs);
-    for worker in 0..settings.jobs {
-        let pipeline = Pipeline::new(
-            settings.clone(),
-            state.clone(),
-            index.clone(),
-            socket_dir.clone(),
-            worker,
-        );
+    for (worker, pipeline) in pipelines.into_iter().enumerate() {
         let done_tx = done_tx.clone();
         std::thread::Builder::new()
             .name(format!("pipeline-{worker}"))

@@ -181,9 +181,13 @@ fn host_silent_before_hello_times_out_and_is_disabled() {
 
 #[test]
 fn host_speaking_another_protocol_is_refused_with_both_versions() {
+    let ours = vx_plugin_protocol::PROTOCOL_VERSION;
     broken_host_is_disabled(
         "wrong-protocol",
-        "plugin misbehave speaks protocol 1002, vxd speaks 2",
+        &format!(
+            "plugin misbehave speaks protocol {}, vxd speaks {ours}",
+            ours + 1000
+        ),
     );
 }
 
