@@ -428,6 +428,22 @@ fn main() {
             ms.len()
         );
     }
+    for q in ["quantum chromodynamics lecture", "tax deadline"] {
+        let reply = client
+            .search(SearchRequest {
+                query: q.into(),
+                per_file: false,
+                ..ask(SearchMode::Semantic)
+            })
+            .unwrap();
+        let best = reply.hits.first();
+        println!(
+            "  {q:?} by meaning: {} hits, best {:.3} {:?}",
+            reply.hits.len(),
+            best.and_then(|h| h.similarity).unwrap_or(0.0),
+            best.map(|h| h.snippet.as_str()).unwrap_or("")
+        );
+    }
     println!(
         "  vectors: two-stage p50 {:.1} ms p99 {:.1} ms, exact p50 {:.1} ms; recall@10 {:.3}",
         percentile(&two_stage, 0.5),
