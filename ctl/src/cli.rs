@@ -146,7 +146,7 @@ pub struct SearchArgs {
     #[arg(long, value_name = "DATE", value_parser = parse_date)]
     pub before: Option<i64>,
     /// Only files at least this long: `90`, `90s`, `5m`, `1h30m`, `1:30`,
-    /// `01:02:03`. An image counts as 0 s.
+    /// `01:02:03`. Images, which have no duration, never pass.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub min_duration: Option<f64>,
     /// Only files at most this long, in the forms of --min-duration.
