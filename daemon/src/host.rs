@@ -244,6 +244,7 @@ impl Host {
         message: &DaemonToHost,
         deadline: Duration,
     ) -> Result<HostToDaemon, HostFailure> {
+        let until = Instant::now() + deadline;
         let stream = self.conn.get_ref();
         let sent = stream
             .set_recv_timeout(Some(deadline))
@@ -252,7 +253,11 @@ impl Host {
         if let Err(e) = sent {
             return Err(self.died(&e.to_string()));
         }
-        match read_frame::<_, HostToDaemon>(&mut self.conn) {
+        let mut reader = Until {
+            conn: &mut self.conn,
+            until,
+        };
+        match read_frame::<_, HostToDaemon>(&mut reader) {
             Ok(reply) => Ok(reply),
             Err(WireError::Io(e))
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
@@ -287,6 +292,25 @@ impl Host {
             std::thread::sleep(Duration::from_millis(10));
         }
         kill_and_reap(&mut self.child);
+    }
+}
+
+/// Reads from a host until a wall-clock deadline for the whole reply, so a
+/// host that sends a byte now and then cannot stretch it: each read waits
+/// only for the time that is left.
+struct Until<'a> {
+    conn: &'a mut BufReader<Stream>,
+    until: Instant,
+}
+
+impl std::io::Read for Until<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        self.conn.get_ref().set_recv_timeout(Some(left))?;
+        self.conn.read(buf)
     }
 }
 

@@ -11,6 +11,7 @@ mod host;
 mod pipeline;
 mod sd;
 mod state;
+mod validate;
 mod watch;
 
 use std::fs::File;

@@ -17,6 +17,7 @@ use vx_plugin_protocol::{FrameRef, Job, MediaKind, Needs, SegmentResult, ShmRef}
 
 use crate::host::{Host, HostArgs, HostFailure, HostLimits, host_exe};
 use crate::state::State;
+use crate::validate;
 
 /// The "plugin" name failures of decoding itself are recorded under.
 pub const DECODE: &str = "decode";
@@ -57,6 +58,11 @@ impl Slot {
             failed_files_in_a_row: 0,
             disabled: false,
         }
+    }
+
+    /// Said Hello at least once and is not disabled.
+    fn is_running(&self) -> bool {
+        self.needs.is_some() && !self.disabled
     }
 
     fn backoff(&self) -> Duration {
@@ -279,7 +285,18 @@ impl Pipeline {
                     slot.failed_files_in_a_row = 0;
                     self.state
                         .set_plugin(&plugin, self.worker, |p| p.state = PluginState::Ready);
-                    return outcome.map(|o| o.segments).map_err(|e| e.to_string());
+                    let segments = outcome.map_err(|e| e.to_string())?.segments;
+                    let (segments, notes) = validate::check(segments, &job.artefact_dir);
+                    if !notes.is_empty() {
+                        let notes = notes.join("; ");
+                        tracing::warn!(plugin = %plugin, "reply checked: {notes}");
+                        // One warning per plugin, however many files: the
+                        // log has each file's details.
+                        self.state.lock().warn(format!(
+                            "plugin {plugin} sent results that had to be cut (see vxd's log)"
+                        ));
+                    }
+                    return Ok(segments);
                 }
                 Err(e) => {
                     tracing::warn!(plugin = %plugin, attempt, "host died on this file: {e}");
@@ -294,14 +311,36 @@ impl Pipeline {
         Err(last_error)
     }
 
-    /// The plugins and versions results come from, e.g. `keyframes@1`.
+    /// The running plugins and their versions, e.g. `keyframes@1,ocr@2`.
     fn plugin_set(&self) -> String {
         let plugins: Vec<String> = self
             .slots
             .iter()
+            .filter(|s| s.is_running())
             .map(|s| format!("{}@{}", s.plugin, s.version))
             .collect();
         plugins.join(",")
+    }
+
+    /// Configured plugins that cannot run now: their host never started, or
+    /// it was disabled after failing again and again.
+    fn down_plugins(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter(|s| !s.is_running())
+            .map(|s| s.plugin.clone())
+            .collect()
+    }
+
+    /// Tries once more to start each host that has never said Hello (with
+    /// the usual backoff), so that a plugin counts as down only after it
+    /// has really failed to start.
+    fn start_hosts_never_started(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].needs.is_none() {
+                self.ensure_host(i);
+            }
+        }
     }
 
     /// Size and mtime: what changes when the file does.
@@ -392,25 +431,31 @@ impl Pipeline {
             }
         };
         let fingerprint = Self::fingerprint(&meta);
+        self.start_hosts_never_started();
         let plugin_set = self.plugin_set();
+        let down = self.down_plugins();
         let forced = self.state.lock().force.remove(path);
         let stored = if forced {
             None
         } else {
             self.index.stored(path).ok().flatten()
         };
-        // Plugins whose results for this unchanged file are current.
-        let keep: Vec<String> = match &stored {
-            Some((fp, set)) if *fp == fingerprint => {
-                let current: Vec<&str> = plugin_set.split(',').collect();
-                set.split(',')
-                    .filter(|p| current.contains(p))
-                    .map(|p| p.split('@').next().unwrap_or(p).to_owned())
-                    .collect()
-            }
+        let name_of = |entry: &str| entry.split('@').next().unwrap_or(entry).to_owned();
+        let current: Vec<&str> = plugin_set.split(',').filter(|e| !e.is_empty()).collect();
+        // For an unchanged file: the stored entries that stay, those of
+        // plugins at the same version and those of plugins that are down
+        // (their results wait for them, rather than being wiped).
+        let kept_entries: Vec<&str> = match &stored {
+            Some((fp, set)) if *fp == fingerprint => set
+                .split(',')
+                .filter(|e| current.contains(e) || down.contains(&name_of(e)))
+                .collect(),
             _ => vec![],
         };
-        if matches!(&stored, Some((fp, set)) if *fp == fingerprint && *set == plugin_set) {
+        let keep: Vec<String> = kept_entries.iter().map(|e| name_of(e)).collect();
+        let up_to_date = matches!(&stored, Some((fp, _)) if *fp == fingerprint)
+            && current.iter().all(|e| kept_entries.contains(e));
+        if up_to_date {
             tracing::debug!("up to date");
             let mut state = self.state.lock();
             if !state
@@ -421,6 +466,19 @@ impl Pipeline {
             }
             return;
         }
+        // A plugin that is down stays recorded at the version of the results
+        // kept for it; one with none is missing, so it runs when it is back.
+        let plugin_set = current
+            .iter()
+            .copied()
+            .chain(
+                kept_entries
+                    .iter()
+                    .copied()
+                    .filter(|e| !current.contains(e)),
+            )
+            .collect::<Vec<_>>()
+            .join(",");
         let content = match content_hash(path) {
             Ok(h) => h,
             Err(e) => {
@@ -472,7 +530,7 @@ impl Pipeline {
         let running: Vec<Needs> = self
             .slots
             .iter()
-            .filter(|s| !keep.contains(&s.plugin))
+            .filter(|s| s.is_running() && !keep.contains(&s.plugin))
             .filter_map(|s| s.needs)
             .collect();
         let mut frame_sides: Vec<u32> = running
@@ -524,15 +582,29 @@ impl Pipeline {
             audio: None,
             artefact_dir: self.settings.cache_dir.join("thumbnails"),
         };
+        // Per second of media that was actually decoded: a container that
+        // claims to last a year does not buy its plugins a year.
+        let frames_s = decoded
+            .renditions
+            .first()
+            .and_then(|r| r.frames.last())
+            .map_or(0.0, |f| f.pts_s);
+        let audio_s = decoded
+            .audio
+            .as_ref()
+            .map_or(0.0, |a| a.len() as f64 / f64::from(vx_media::AUDIO_RATE));
+        let media_s = record
+            .duration_s
+            .unwrap_or(0.0)
+            .min(frames_s.max(audio_s) + 1.0);
         let deadline = Duration::from_secs_f64(
-            self.settings.deadline_base_s
-                + self.settings.deadline_per_media_s * record.duration_s.unwrap_or(0.0),
+            self.settings.deadline_base_s + self.settings.deadline_per_media_s * media_s,
         );
 
         let mut results: Vec<(String, Vec<SegmentResult>)> = vec![];
         for i in 0..self.slots.len() {
             let plugin = self.slots[i].plugin.clone();
-            if keep.contains(&plugin) {
+            if keep.contains(&plugin) || !self.slots[i].is_running() {
                 continue;
             }
             match self.run_plugin(i, &job, &packed, deadline) {
@@ -564,6 +636,16 @@ impl Pipeline {
         let path = &record.path;
         if let Err(e) = self.index.put_file_keeping(record, segments, keep) {
             self.record_failure(path, "index", e.to_string());
+            return;
+        }
+        // Deleted while it was decoded or read by the plugins: the watcher
+        // removed it already and must not see it come back. Checked after
+        // adding: a removal from now on is ordered after these documents.
+        if !path.exists() {
+            tracing::info!("deleted while in progress: not indexed");
+            self.index.remove_file(path);
+            self.state.forget(path);
+            self.commit();
             return;
         }
         let decoded = record.failures.iter().all(|(p, _)| p != DECODE);

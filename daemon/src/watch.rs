@@ -408,7 +408,13 @@ fn handle(
         remove_from_index(path, state, index);
     };
     let appeared = |path: &Path, settler: &mut Settler| {
-        if path.is_dir() {
+        // Never through a symlink: one to `/` would crawl the whole disk.
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return;
+        };
+        if meta.file_type().is_symlink() {
+            tracing::debug!(path = %path.display(), "symlink not followed");
+        } else if meta.is_dir() {
             // Files may land in a new folder before its watch exists.
             if filter.wants_dir(path) {
                 crawl(path, filter, &mut |p, _| settler.touch(p), &mut |w| {

@@ -9,8 +9,10 @@ use vx_plugin_protocol::SegmentResult;
 
 use crate::{FileRecord, IndexError, MediaIndex, embed_text, now_s, text_key};
 
-/// The file document's copy of all its segments' words stops here.
+/// The file document's copy of all its segments' words stops here...
 const MAX_FILE_TEXT_BYTES: usize = 1 << 20;
+/// ...and its list of every label found in it, here.
+const MAX_FILE_LABELS: usize = 1000;
 
 impl MediaIndex {
     /// Replaces everything indexed for `file.path` with this file and these
@@ -51,6 +53,7 @@ impl MediaIndex {
             labels.extend(s.labels.iter().cloned());
             faces = faces.max(u64::from(s.faces));
         }
+        let labels: BTreeSet<String> = labels.into_iter().take(MAX_FILE_LABELS).collect();
         // The file document also holds all the words (the full transcript,
         // the text read on screen), so a file can be found as a whole.
         let mut all_text = String::new();

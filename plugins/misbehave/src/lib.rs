@@ -14,6 +14,9 @@
 //! | `oom` | allocates without bound until its memory limit stops it |
 //! | `garbage` | writes bytes that are not a vx frame onto the socket |
 //! | `oversize` | announces a frame over the size cap |
+//! | `slow` | answers normally after 3 s |
+//! | `trickle` | sends a byte every 0.5 s for 30 s, never a whole frame |
+//! | `hostile` | answers with what no plugin should send: times that are NaN, infinite, negative or reversed, thousands of labels, megabytes of text, terminal escapes, thumbnails outside its folder |
 //!
 //! Any other file gets one segment labelled `misbehave-ok`.
 //!
@@ -110,6 +113,15 @@ impl Plugin for Misbehave {
             }
         } else if has("garbage") {
             write_to_daemon(b"\x00\xffthis is not a vx frame\xde\xad\xbe\xef");
+        } else if has("slow") {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        } else if has("trickle") {
+            for byte in vx_wire::MAGIC.iter().cycle().take(60) {
+                write_to_daemon(&[*byte]);
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        } else if has("hostile") {
+            return Ok(hostile(input.job.duration_s.unwrap_or(0.0)));
         } else if has("oversize") {
             let mut header = vx_wire::MAGIC.to_vec();
             header.extend_from_slice(&(vx_wire::MAX_FRAME_LEN + 1).to_le_bytes());
@@ -123,6 +135,38 @@ impl Plugin for Misbehave {
             }],
         })
     }
+}
+
+/// Everything a reply can get wrong at once.
+fn hostile(duration_s: f64) -> PluginOutput {
+    let bad = |start_s: f64, end_s: f64| SegmentResult {
+        start_s,
+        end_s,
+        labels: vec!["misbehave-bad-time".into()],
+        ..Default::default()
+    };
+    let mut segments = vec![
+        bad(f64::NAN, 1.0),
+        bad(0.0, f64::INFINITY),
+        bad(-5.0, 1.0),
+        bad(3.0, 1.0),
+        SegmentResult {
+            end_s: duration_s,
+            text: format!("\x1b]0;owned\x07\x1b[31mred{}", "word ".repeat(400_000)),
+            labels: (0..5000).map(|i| format!("misbehave-label-{i}")).collect(),
+            speaker: Some("\x1b[2Jspeaker".into()),
+            thumbnail: Some("/etc/passwd".into()),
+            ..Default::default()
+        },
+    ];
+    segments.extend((0..20_000).map(|i| SegmentResult {
+        start_s: 0.0,
+        end_s: duration_s,
+        labels: vec![format!("misbehave-many-{i}")],
+        thumbnail: Some(format!("../../escape-{i}.jpg").into()),
+        ..Default::default()
+    }));
+    PluginOutput { segments }
 }
 
 /// Writes raw bytes onto the host's socket to vxd, behind the host loop's

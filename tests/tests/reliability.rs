@@ -1,0 +1,134 @@
+//! vxd against what goes wrong in a long unattended life: links into the
+//! rest of the disk, files that vanish mid-work, plugins that stop starting,
+//! and plugins that send nonsense. Each test failed before its fix.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use vx_e2e::*;
+
+const MISBEHAVE_TOML: &str = "plugins = [\"keyframes\", \"misbehave\"]\n\
+    deadline_base_s = 10\nhost_start_timeout_s = 5.0\n";
+
+fn misbehave() -> &'static str {
+    require_misbehave();
+    MISBEHAVE_TOML
+}
+
+fn seen(d: &Daemon) -> u64 {
+    d.json(&["status"])["files"]["seen"].as_u64().unwrap()
+}
+
+#[test]
+fn a_symlink_made_after_start_is_not_followed() {
+    let d = Daemon::start(|m| make_image(&m.join("own.png")));
+    d.wait_idle(60);
+    // A folder elsewhere with media in it, linked into the watched folder,
+    // and a link to a single file.
+    let elsewhere = d.media.parent().unwrap().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    make_image(&elsewhere.join("outside.png"));
+    std::os::unix::fs::symlink(&elsewhere, d.media.join("all")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("outside.png"), d.media.join("link.png")).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    d.wait_idle(60);
+    assert_eq!(seen(&d), 1, "{:#}", d.json(&["status"]));
+    assert!(d.search("outside").is_empty());
+}
+
+#[test]
+fn a_file_deleted_while_it_is_indexed_does_not_come_back() {
+    let d = Daemon::start_with(misbehave(), &[], |m| make_image(&m.join("first.png")));
+    // vxd's one purge of files gone while it was down is behind it.
+    d.wait_idle(60);
+    // Made now, so the watcher knows it and then sees it go.
+    make_images(&d.media, &["slow.bmp".into()]);
+    let slow = d.media.join("slow.bmp");
+    let busy = eventually(Duration::from_secs(30), || {
+        d.json(&["status"])["current"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["plugin"] == "misbehave"))
+    });
+    assert!(busy, "{}", d.log());
+    std::fs::remove_file(&slow).unwrap();
+    d.wait_idle(60);
+    std::thread::sleep(Duration::from_secs(1));
+    let file = d.json(&["status", slow.to_str().unwrap()]);
+    assert_eq!(file["indexed"], Value::Null, "{file:#}");
+    assert!(d.search("slow").is_empty());
+}
+
+#[test]
+fn a_plugin_that_cannot_start_leaves_its_results_alone() {
+    let mut d = Daemon::start_with(misbehave(), &[], |m| {
+        make_images(m, &["a.bmp".into(), "b.bmp".into()])
+    });
+    d.wait_idle(60);
+    assert_eq!(d.search("misbehave-ok").len(), 2);
+
+    // The plugin's host now dies before Hello, every time.
+    d.signal_and_wait(libc::SIGTERM, Duration::from_secs(15));
+    d.env
+        .push(("VX_MISBEHAVE".into(), "die-before-hello".into()));
+    d.restart_stopped();
+    d.wait_idle(120);
+    let status = d.json(&["status"]);
+    let failed = status["failed_files"].as_array().unwrap();
+    assert!(failed.is_empty(), "{status:#}");
+    assert_eq!(
+        d.search("misbehave-ok").len(),
+        2,
+        "its results stay while it is down\n{}",
+        d.log()
+    );
+    assert_eq!(d.search("scene").len(), 2);
+}
+
+#[test]
+fn a_hostile_reply_is_checked_before_it_is_indexed() {
+    let d = Daemon::start_with(misbehave(), &[], |m| {
+        make_images(m, &["hostile.bmp".into(), "good.bmp".into()])
+    });
+    d.wait_idle(60);
+    let status = d.json(&["status"]);
+    assert_eq!(status["files"]["indexed"], 2, "{status:#}\n{}", d.log());
+    assert!(process_alive(d.pid()));
+    let hits = d.json(&["search", "misbehave", "--segments", "--limit", "100000"])["hits"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let hostile: Vec<&Value> = hits
+        .iter()
+        .filter(|h| h["path"].as_str().unwrap().ends_with("hostile.bmp"))
+        .collect();
+    assert!(!hostile.is_empty());
+    assert!(
+        hostile.len() <= 1000,
+        "segments per reply are capped: {}",
+        hostile.len()
+    );
+    for h in &hostile {
+        let labels = h["labels"].as_array().unwrap();
+        assert!(labels.len() <= 64, "labels per segment are capped");
+        assert!(
+            !labels.iter().any(|l| l == "misbehave-bad-time"),
+            "segments with impossible times are dropped: {h:#}"
+        );
+        assert!(!has_control_chars(h), "{h:#}");
+    }
+    let file = d.json(&["status", d.media.join("hostile.bmp").to_str().unwrap()]);
+    assert!(
+        file["indexed"]["labels"].as_array().unwrap().len() <= 1000,
+        "the file's labels are capped too"
+    );
+}
+
+/// Whether any string in `v` holds a control character (a terminal escape).
+fn has_control_chars(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.chars().any(|c| c.is_control() && c != '\n'),
+        Value::Array(a) => a.iter().any(has_control_chars),
+        Value::Object(o) => o.values().any(has_control_chars),
+        _ => false,
+    }
+}
