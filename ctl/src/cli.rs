@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use vx_ctl_protocol::{SearchFilters, SearchMode, SearchRequest};
@@ -61,9 +62,10 @@ pub enum Command {
     ///
     /// Exits 0 once vxd is idle, and 3 if the timeout passes first.
     Wait {
-        /// Give up after this many seconds [default: wait for ever].
-        #[arg(long, value_name = "SECONDS")]
-        timeout: Option<f64>,
+        /// Give up after this many seconds (`inf`: never) [default: wait
+        /// for ever].
+        #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+        timeout: Option<Duration>,
     },
     /// Search file names, metadata and what the plugins found: objects
     /// (`bus`, `dog`), faces, text read on screen, words spoken.
@@ -463,6 +465,18 @@ pub fn parse_duration(s: &str) -> Result<f64, String> {
         rest = &rest[end + 1..];
     }
     Ok(total)
+}
+
+/// `--timeout`: seconds, not negative; `inf` or anything too large to wait
+/// for is the longest wait there is.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if secs.is_nan() || secs < 0.0 {
+        return Err(format!("{s:?}: give 0 or more seconds, or inf"));
+    }
+    Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
 #[cfg(test)]

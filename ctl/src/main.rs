@@ -93,13 +93,13 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Wait { timeout } => {
-            let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+            let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
             let mut client = connect()?;
             while !client.status()?.idle {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     eprintln!(
                         "vxctl: vxd is still busy after {:.1} s",
-                        timeout.unwrap_or(0.0)
+                        timeout.unwrap_or_default().as_secs_f64()
                     );
                     return Ok(ExitCode::from(EXIT_TIMEOUT));
                 }

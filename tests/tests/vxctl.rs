@@ -1,4 +1,5 @@
-//! vxctl's errors when vxd is absent or speaks another protocol.
+//! vxctl's errors when vxd is absent or speaks another protocol, or its
+//! arguments are out of range.
 
 use std::io::BufReader;
 use std::os::unix::net::UnixListener;
@@ -35,6 +36,20 @@ fn no_daemon_gives_a_clear_error_not_a_panic() {
     assert!(!ok);
     assert!(err.contains("stale socket"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn wait_takes_an_endless_timeout_and_refuses_a_meaningless_one() {
+    let d = vx_e2e::Daemon::start(|m| vx_e2e::make_image(&m.join("a.png")));
+    for endless in ["inf", "1e300"] {
+        let (ok, err) = vxctl(&d.socket, &["wait", "--timeout", endless]);
+        assert!(ok, "--timeout {endless}: {err}");
+    }
+    for wrong in ["nan", "-1", "soon"] {
+        let (ok, err) = vxctl(&d.socket, &["wait", &format!("--timeout={wrong}")]);
+        assert!(!ok && !err.contains("panicked"), "--timeout {wrong}: {err}");
+        assert!(err.contains("--timeout"), "{err}");
+    }
 }
 
 #[test]
