@@ -112,6 +112,15 @@ pub fn status(s: &Status) -> String {
             ),
         );
     }
+    if s.failed_files_omitted > 0 {
+        row(
+            "",
+            format!(
+                "… and {} more (vxctl status FILE shows any one)",
+                s.failed_files_omitted
+            ),
+        );
+    }
     out
 }
 

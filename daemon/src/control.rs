@@ -94,7 +94,7 @@ impl Control {
             Err(e) => return Reply::Error(e.to_string()),
         };
         let s = self.state.lock();
-        let failures = s.failed_files(Some(&path));
+        let failures = s.failed_files(Some(&path)).collect();
         let state = if s.working.values().any(|c| c.path == path) {
             "in progress"
         } else if s.queue.iter().any(|(_, p)| p == &path) {

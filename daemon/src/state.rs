@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use vx_ctl_protocol::{Current, FailedFile, FileCounts, PluginState, PluginStatus, Status};
+use vx_ctl_protocol::{
+    Current, FailedFile, FileCounts, MAX_LISTED_FAILURES, MAX_LISTED_WARNINGS, PluginState,
+    PluginStatus, Status,
+};
 
 /// Throughput is measured over the files finished in this window.
 const RATE_WINDOW: Duration = Duration::from_secs(300);
@@ -55,21 +58,27 @@ pub struct Inner {
 }
 
 impl Inner {
-    /// The failures of every file, or of `only` that one.
-    pub fn failed_files(&self, only: Option<&Path>) -> Vec<FailedFile> {
+    /// The failures of every file, or of `only` that one, by path.
+    pub fn failed_files<'a>(
+        &'a self,
+        only: Option<&'a Path>,
+    ) -> impl Iterator<Item = FailedFile> + 'a {
         self.failed
             .iter()
-            .filter(|((p, _), _)| only.is_none_or(|o| o == p))
+            .filter(move |((p, _), _)| only.is_none_or(|o| o == p))
             .map(|((path, plugin), reason)| FailedFile {
                 path: path.clone(),
                 plugin: plugin.clone(),
                 reason: reason.clone(),
             })
-            .collect()
     }
 
+    /// Adds a warning for status, once; past [`MAX_LISTED_WARNINGS`] they
+    /// only go to the log.
     pub fn warn(&mut self, warning: String) {
-        if !self.warnings.contains(&warning) {
+        if self.warnings.len() >= MAX_LISTED_WARNINGS {
+            tracing::warn!("{warning}");
+        } else if !self.warnings.contains(&warning) {
             tracing::warn!("{warning}");
             self.warnings.push(warning);
         }
@@ -236,7 +245,7 @@ impl State {
                     .len() as u64,
             },
             plugins: s.plugins.clone(),
-            failed_files: s.failed_files(None),
+            failed_files: s.failed_files(None).take(MAX_LISTED_FAILURES).collect(),
             idle: !s.crawling
                 && queued == 0
                 && in_progress == 0
@@ -258,6 +267,37 @@ impl State {
             index_bytes,
             vectors: s.vectors,
             embed_backlog: s.embed_backlog,
+            failed_files_omitted: s.failed.len().saturating_sub(MAX_LISTED_FAILURES) as u64,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_fits_in_one_frame_however_many_files_failed() {
+        let state = State::default();
+        {
+            let mut s = state.lock();
+            for i in 0..200_000 {
+                let path = PathBuf::from(format!("/media/some/long/folder/name/clip-{i:06}.mp4"));
+                s.failed.insert((path, "decode".into()), "x".repeat(100));
+                s.warn(format!("warning number {i}"));
+            }
+        }
+        let status = state.snapshot(&[], 0);
+        let bytes = vx_wire::encode(&status).expect("status encodes within the frame cap");
+        assert!(
+            bytes.len() < vx_wire::MAX_FRAME_LEN as usize / 4,
+            "{}",
+            bytes.len()
+        );
+        assert_eq!(status.files.failed, 200_000, "the count is still exact");
+        assert_eq!(
+            status.failed_files.len() as u64 + status.failed_files_omitted,
+            200_000
+        );
     }
 }

@@ -236,7 +236,16 @@ pub struct Status {
     pub vectors: u64,
     /// Segments whose words still wait for their vector.
     pub embed_backlog: u64,
+    /// Failures not listed in `failed_files`, which holds the first
+    /// [`MAX_LISTED_FAILURES`] by path (`vxctl status FILE` shows any one).
+    pub failed_files_omitted: u64,
 }
+
+/// Failures listed in a [`Status`], so that it stays small however many
+/// files fail.
+pub const MAX_LISTED_FAILURES: usize = 1000;
+/// Warnings listed in a [`Status`].
+pub const MAX_LISTED_WARNINGS: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Current {
