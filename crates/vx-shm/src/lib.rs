@@ -123,7 +123,8 @@ impl SegmentView {
             })?;
         // SAFETY: fcntl on an fd we own.
         let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
-        if seals < 0 || seals & libc::F_SEAL_WRITE == 0 {
+        let needed = libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+        if seals < 0 || seals & needed != needed {
             return Err(ShmError::NotSealed);
         }
         let actual = file.metadata().map_err(ShmError::Map)?.len();
@@ -217,5 +218,27 @@ mod tests {
         let w = SegmentWriter::create(8).unwrap();
         let res = SegmentView::open(std::process::id(), w.file.as_raw_fd(), 8);
         assert!(matches!(res, Err(ShmError::NotSealed)));
+    }
+
+    /// Sealed against writes but not against shrinking, the owner could
+    /// truncate it under the mapping: a SIGBUS in the host.
+    #[test]
+    fn a_segment_that_can_still_shrink_is_refused() {
+        // SAFETY: plain syscalls on a fresh memfd that this test owns.
+        let fd = unsafe {
+            let fd = libc::memfd_create(c"vx-test".as_ptr(), libc::MFD_ALLOW_SEALING);
+            assert!(fd >= 0);
+            assert_eq!(libc::ftruncate(fd, 8), 0);
+            let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW;
+            assert_eq!(libc::fcntl(fd, libc::F_ADD_SEALS, seals), 0);
+            fd
+        };
+        let res = SegmentView::open(std::process::id(), fd, 8);
+        // SAFETY: closing the fd made above.
+        unsafe { libc::close(fd) };
+        assert!(
+            matches!(res, Err(ShmError::NotSealed)),
+            "opened a shrinkable segment"
+        );
     }
 }
