@@ -7,8 +7,9 @@ scripts/setup.sh
 # Conversion tests also cover whisper-base, which is not a default model.
 VX_CACHE="${VX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vx}"
 VX_CACHE_DIR="$VX_CACHE" "$VX_CACHE/venv/bin/python" models/vxmodels.py fetch whisper-base
-# The fault-injecting misbehave plugin is compiled into the host for tests.
-FEATURES=(--features vx-plugin-host/misbehave)
+# The fault injectors are compiled in for tests: the misbehave plugin into
+# the host, and a panic on request into vxd's pipeline.
+FEATURES=(--features vx-plugin-host/misbehave,vxd/fault-injection)
 echo "==> building (release)" >&2
 cargo build --release --workspace --locked "${FEATURES[@]}"
 echo "==> testing" >&2

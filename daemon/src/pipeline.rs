@@ -21,6 +21,8 @@ use crate::validate;
 
 /// The "plugin" name failures of decoding itself are recorded under.
 pub const DECODE: &str = "decode";
+/// The "plugin" name vxd's own failures (a panic) are recorded under.
+const VXD: &str = "vxd";
 
 /// A plugin whose host fails to start this many times in a row is disabled
 /// until vxd restarts...
@@ -150,10 +152,36 @@ impl Pipeline {
         while let Some(path) = self.state.next_job(self.worker) {
             let span = tracing::info_span!("file", worker = self.worker, path = %path.display());
             let _enter = span.enter();
-            self.process(&path);
+            let run =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(&path)));
+            if let Err(payload) = run {
+                self.panicked(&path, payload.as_ref());
+            }
             self.state.finish(self.worker);
             self.purge_stale_once();
         }
+        for slot in &mut self.slots {
+            if let Some(h) = slot.host.take() {
+                h.stop();
+            }
+        }
+    }
+
+    /// A bug in vxd itself, met on `path`: that file fails with the panic's
+    /// message, and the worker goes on with fresh hosts (one may have been
+    /// left mid-job).
+    fn panicked(&mut self, path: &Path, payload: &(dyn std::any::Any + Send)) {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        tracing::error!("vxd panicked on this file: {message}");
+        self.record_failure(
+            path,
+            VXD,
+            format!("vxd panicked: {message} (please report this)"),
+        );
         for slot in &mut self.slots {
             if let Some(h) = slot.host.take() {
                 h.stop();
@@ -420,6 +448,13 @@ impl Pipeline {
     }
 
     fn process(&mut self, path: &Path) {
+        #[cfg(feature = "fault-injection")]
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("vxd-panic"))
+        {
+            panic!("fault injection: {}", path.display());
+        }
         let meta = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => m,
             _ => {

@@ -123,6 +123,42 @@ fn a_hostile_reply_is_checked_before_it_is_indexed() {
     );
 }
 
+/// vxd built for tests panics inside its own pipeline on a file named
+/// `vxd-panic…` (the `fault-injection` feature): the file fails with the
+/// panic's message, and the worker lives on to index the rest.
+#[test]
+fn a_panic_in_the_pipeline_fails_that_file_only() {
+    let d = Daemon::start(|m| {
+        make_image(&m.join("a.png"));
+        make_image(&m.join("vxd-panic.png"));
+        make_image(&m.join("b.png"));
+    });
+    d.wait_idle(60);
+    let status = d.json(&["status"]);
+    let failed = status["failed_files"].as_array().unwrap();
+    assert_eq!(
+        failed.len(),
+        1,
+        "build vxd with --features vxd/fault-injection (scripts/test.sh does): {status:#}"
+    );
+    assert!(
+        failed[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("vxd-panic.png")
+    );
+    assert!(
+        failed[0]["reason"].as_str().unwrap().contains("panicked"),
+        "{status:#}"
+    );
+    assert_eq!(status["files"]["indexed"], 2, "{status:#}");
+    // Still working: a new file is indexed.
+    make_image(&d.media.join("c.png"));
+    assert!(eventually(Duration::from_secs(30), || d.json(&["status"])
+        ["files"]["indexed"]
+        == 3));
+}
+
 /// Whether any string in `v` holds a control character (a terminal escape).
 fn has_control_chars(v: &Value) -> bool {
     match v {
