@@ -9,6 +9,7 @@ use std::io::BufReader;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, Stream, prelude::*};
@@ -22,6 +23,11 @@ use vx_wire::{WireError, read_frame, write_frame};
 
 use crate::embed::Embedder;
 use crate::state::State;
+
+/// How long a new connection may take to say hello...
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// ...and how long it may stay quiet between requests.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct Control {
     pub state: Arc<State>,
@@ -161,7 +167,9 @@ pub fn serve(socket: &Path, control: Arc<Control>) -> anyhow::Result<()> {
                 let conn = match conn {
                     Ok(c) => c,
                     Err(e) => {
+                        // Out of fds, say: wait instead of spinning on it.
                         tracing::warn!("control accept: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
                         continue;
                     }
                 };
@@ -185,9 +193,12 @@ fn handle(conn: Stream, control: &Control) -> anyhow::Result<()> {
     if peer != Some(ours) {
         bail!("refused connection from uid {peer:?}");
     }
+    // A connection that never says hello, or goes quiet, gives its thread back.
+    conn.set_recv_timeout(Some(HELLO_TIMEOUT))?;
     let mut reader = BufReader::new(&conn);
     let mut writer = &conn;
     let hello: ClientHello = read_frame(&mut reader)?;
+    conn.set_recv_timeout(Some(IDLE_TIMEOUT))?;
     let ours = DaemonHello {
         protocol: PROTOCOL_VERSION,
         daemon_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -159,6 +159,35 @@ fn a_panic_in_the_pipeline_fails_that_file_only() {
         == 3));
 }
 
+fn threads(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// Connections that never say hello are closed, so they cannot pile up
+/// threads; vxctl keeps working meanwhile.
+#[test]
+fn silent_control_connections_are_closed() {
+    let d = Daemon::start(|m| make_image(&m.join("a.png")));
+    d.wait_idle(60);
+    let before = threads(d.pid());
+    let silent: Vec<_> = (0..100)
+        .map(|_| std::os::unix::net::UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    assert!(eventually(Duration::from_secs(5), || threads(d.pid()) >= before + 100));
+    assert!(d.vxctl(&["status"]).status.success());
+    assert!(
+        eventually(Duration::from_secs(20), || threads(d.pid()) <= before + 2),
+        "{} threads, {before} before",
+        threads(d.pid())
+    );
+    drop(silent);
+}
+
 /// Whether any string in `v` holds a control character (a terminal escape).
 fn has_control_chars(v: &Value) -> bool {
     match v {
