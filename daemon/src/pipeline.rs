@@ -581,9 +581,11 @@ impl Pipeline {
             max_frames: self.settings.max_frames,
             still_threshold: self.settings.still_threshold,
             audio: running.iter().any(|n| n.audio),
+            max_pixels: self.settings.max_image_pixels,
+            max_audio_s: self.settings.max_audio_s,
             ..DecodeOptions::default()
         };
-        let (decoded, packed) =
+        let (mut decoded, packed) =
             match vx_media::decode(path, &opts).and_then(|d| vx_media::pack(&d).map(|p| (d, p))) {
                 Ok(d) => d,
                 Err(e) => {
@@ -595,6 +597,17 @@ impl Pipeline {
                 }
             };
         let decode_s = started.elapsed().as_secs_f64();
+        // The plugins read the packed copy: free this one while they work.
+        let decoded_s = decoded.decoded_s();
+        decoded.renditions = vec![];
+        decoded.audio = None;
+        if decoded.audio_cut {
+            self.state.lock().warn(format!(
+                "{}: only the first {:.0} s of audio were decoded (max_audio_s)",
+                path.display(),
+                self.settings.max_audio_s
+            ));
+        }
         record.kind = decoded.kind();
         record.container = decoded.container.clone();
         record.duration_s = decoded.duration_s;
@@ -619,19 +632,7 @@ impl Pipeline {
         };
         // Per second of media that was actually decoded: a container that
         // claims to last a year does not buy its plugins a year.
-        let frames_s = decoded
-            .renditions
-            .first()
-            .and_then(|r| r.frames.last())
-            .map_or(0.0, |f| f.pts_s);
-        let audio_s = decoded
-            .audio
-            .as_ref()
-            .map_or(0.0, |a| a.len() as f64 / f64::from(vx_media::AUDIO_RATE));
-        let media_s = record
-            .duration_s
-            .unwrap_or(0.0)
-            .min(frames_s.max(audio_s) + 1.0);
+        let media_s = record.duration_s.unwrap_or(0.0).min(decoded_s + 1.0);
         let deadline = Duration::from_secs_f64(
             self.settings.deadline_base_s + self.settings.deadline_per_media_s * media_s,
         );

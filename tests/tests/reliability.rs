@@ -159,6 +159,68 @@ fn a_panic_in_the_pipeline_fails_that_file_only() {
         == 3));
 }
 
+fn peak_rss_mb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|n| n.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+/// Small on disk, huge decoded: ten hours of silence, a 16000×16000 photo.
+/// Audio is cut at `max_audio_s` and status says so; a picture over
+/// `max_image_pixels` fails with the reason; vxd's memory stays bounded.
+#[test]
+fn decompression_bombs_are_capped() {
+    let d = Daemon::start_with("plugins = [\"keyframes\", \"misbehave\"]\n", &[], |m| {
+        require_misbehave(); // it asks for audio
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=8000:cl=mono",
+            "-t",
+            "36000",
+            "-c:a",
+            "flac",
+            m.join("ten-hours.flac").to_str().unwrap(),
+        ]);
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=gray:s=16000x16000",
+            "-frames:v",
+            "1",
+            m.join("huge.png").to_str().unwrap(),
+        ]);
+        make_image(&m.join("fine.png"));
+    });
+    d.wait_idle(300);
+    let status = d.json(&["status"]);
+    let peak = peak_rss_mb(d.pid());
+    assert!(peak < 1500, "vxd peaked at {peak} MB\n{status:#}");
+    let failed = status["failed_files"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{status:#}");
+    assert!(failed[0]["path"].as_str().unwrap().ends_with("huge.png"));
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_image_pixels"),
+        "{status:#}"
+    );
+    let warnings = status["warnings"].to_string();
+    assert!(
+        warnings.contains("ten-hours.flac") && warnings.contains("max_audio_s"),
+        "{status:#}"
+    );
+    let long = d.json(&["status", d.media.join("ten-hours.flac").to_str().unwrap()]);
+    assert_eq!(long["state"], "indexed", "{long:#}");
+}
+
 fn threads(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()

@@ -68,6 +68,10 @@ pub struct Settings {
     pub max_frames: usize,
     pub frame_max_side: u32,
     pub still_threshold: f32,
+    /// Pictures larger than this many pixels fail instead of being decoded.
+    pub max_image_pixels: u64,
+    /// Audio past this many seconds of a file is not decoded.
+    pub max_audio_s: f64,
     pub jobs: usize,
     pub host_nice: i32,
     pub host_io_idle: bool,
@@ -92,6 +96,8 @@ impl Default for Settings {
             max_frames: 240,
             frame_max_side: 1280,
             still_threshold: 3.0,
+            max_image_pixels: 100_000_000,
+            max_audio_s: 3.0 * 3600.0,
             jobs: 0,
             host_nice: 10,
             host_io_idle: true,
@@ -211,6 +217,12 @@ impl Settings {
         }
         if self.still_threshold.is_nan() || self.still_threshold < 0.0 {
             return Err(ConfigError::NotPositive("still_threshold (0 or more)"));
+        }
+        if self.max_image_pixels == 0 {
+            return Err(ConfigError::NotPositive("max_image_pixels"));
+        }
+        if self.max_audio_s.is_nan() || self.max_audio_s <= 0.0 {
+            return Err(ConfigError::NotPositive("max_audio_s"));
         }
         Ok(self)
     }

@@ -49,6 +49,8 @@ pub enum MediaError {
     Decode(ff::Error),
     #[error(transparent)]
     Shm(#[from] ShmError),
+    #[error("picture of {width}×{height} ({mp:.0} MP) exceeds max_image_pixels ({max_mp:.0} MP)", mp = *width as f64 * *height as f64 / 1e6, max_mp = *max as f64 / 1e6)]
+    TooManyPixels { width: u32, height: u32, max: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +68,12 @@ pub struct DecodeOptions {
     /// Decode the audio track.
     pub audio: bool,
     pub decoder_threads: usize,
+    /// Pictures larger than this are refused before they are decoded: a
+    /// small file can declare a huge one.
+    pub max_pixels: u64,
+    /// Audio past this many seconds is not decoded (16 kHz f32 costs
+    /// 230 MB an hour); [`Decoded::audio_cut`] says when that happened.
+    pub max_audio_s: f64,
 }
 
 impl Default for DecodeOptions {
@@ -77,6 +85,8 @@ impl Default for DecodeOptions {
             still_threshold: 3.0,
             audio: true,
             decoder_threads: 2,
+            max_pixels: 100_000_000,
+            max_audio_s: 3.0 * 3600.0,
         }
     }
 }
@@ -108,6 +118,8 @@ pub struct Decoded {
     /// One per distinct frame size; all hold the same frame times.
     pub renditions: Vec<Rendition>,
     pub audio: Option<Vec<f32>>,
+    /// Set when the audio was cut at [`DecodeOptions::max_audio_s`].
+    pub audio_cut: bool,
     /// When it was recorded (seconds since the Unix epoch), from the
     /// container's or a stream's `creation_time` tag, if it has one.
     pub created: Option<i64>,
@@ -124,6 +136,21 @@ impl Decoded {
             .iter()
             .find(|r| r.sides.contains(&side))
             .map_or(&[], |r| &r.frames)
+    }
+
+    /// Seconds of media actually decoded: to the last kept frame, or the
+    /// end of the decoded audio, whichever is later.
+    pub fn decoded_s(&self) -> f64 {
+        let frames = self
+            .renditions
+            .first()
+            .and_then(|r| r.frames.last())
+            .map_or(0.0, |f| f.pts_s);
+        let audio = self
+            .audio
+            .as_ref()
+            .map_or(0.0, |a| a.len() as f64 / f64::from(AUDIO_RATE));
+        frames.max(audio)
     }
 
     /// How many frames were kept.
@@ -209,6 +236,14 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
                 codec::Context::from_parameters(s.parameters()).map_err(MediaError::Decode)?;
             ctx.set_threading(codec::threading::Config::count(opts.decoder_threads));
             let dec = ctx.decoder().video().map_err(MediaError::Decode)?;
+            let (width, height) = (dec.width(), dec.height());
+            if u64::from(width) * u64::from(height) > opts.max_pixels {
+                return Err(MediaError::TooManyPixels {
+                    width,
+                    height,
+                    max: opts.max_pixels,
+                });
+            }
             out.video_codec = Some(s.parameters().id().name().to_owned());
             out.width = Some(dec.width());
             out.height = Some(dec.height());
@@ -245,10 +280,18 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
             if is_still && v.kept > 0 {
                 break;
             }
-        } else if Some(stream.index()) == audio_stream {
+        } else if Some(stream.index()) == audio_stream && !out.audio_cut {
             let a = audio.as_mut().expect("audio decoder");
             a.decoder.send_packet(&packet).map_err(MediaError::Decode)?;
             a.drain()?;
+            if a.samples.len() as f64 >= opts.max_audio_s * f64::from(AUDIO_RATE) {
+                a.samples
+                    .truncate((opts.max_audio_s * f64::from(AUDIO_RATE)) as usize);
+                out.audio_cut = true;
+                if video_stream.is_none() {
+                    break;
+                }
+            }
         }
     }
     if let Some(mut v) = video {
@@ -258,7 +301,7 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
         out.renditions = v.renditions;
     }
     if let Some(mut a) = audio {
-        if a.decoder.send_eof().is_ok() {
+        if !out.audio_cut && a.decoder.send_eof().is_ok() {
             a.drain()?;
         }
         out.audio = Some(a.finish()?);
