@@ -21,6 +21,8 @@ use crate::validate;
 
 /// The "plugin" name failures of decoding itself are recorded under.
 pub const DECODE: &str = "decode";
+/// A file whose results could not be committed is queued again after this.
+const COMMIT_RETRY: Duration = Duration::from_secs(5);
 /// The "plugin" name vxd's own failures (a panic) are recorded under.
 const VXD: &str = "vxd";
 
@@ -670,13 +672,22 @@ impl Pipeline {
     /// plugins in `keep` stay as indexed), and tells the state.
     fn index_file(&self, record: &FileRecord, segments: &[(&str, &SegmentResult)], keep: &[&str]) {
         let path = &record.path;
-        if let Err(e) = self.index.put_file_keeping(record, segments, keep) {
-            self.record_failure(path, "index", e.to_string());
+        if let Err(e) = self.index.put_and_commit(record, segments, keep) {
+            // Rolled back (a full disk, say): nothing of it is in the index.
+            // The file is done again later rather than counted as indexed.
+            tracing::error!("index commit failed: {e}");
+            self.state.lock().warn(format!(
+                "the index could not be written ({e}); files are retried every {} s",
+                COMMIT_RETRY.as_secs()
+            ));
+            std::thread::sleep(COMMIT_RETRY);
+            self.state.enqueue(path.clone(), record.size);
             return;
         }
-        // Deleted while it was decoded or read by the plugins: the watcher
-        // removed it already and must not see it come back. Checked after
-        // adding: a removal from now on is ordered after these documents.
+        self.state.lock().embed_dirty = true;
+        // Deleted while it was decoded or read by the plugins: the watcher's
+        // removal either comes after this commit (it waits for the writer)
+        // or came before, and then the file is gone now.
         if !path.exists() {
             tracing::info!("deleted while in progress: not indexed");
             self.index.remove_file(path);
@@ -684,8 +695,7 @@ impl Pipeline {
             self.commit();
             return;
         }
-        let decoded = record.failures.iter().all(|(p, _)| p != DECODE);
-        if self.commit() && decoded {
+        if record.failures.iter().all(|(p, _)| p != DECODE) {
             self.state.lock().indexed.insert(path.clone());
         }
         for (plugin, reason) in &record.failures {

@@ -152,6 +152,14 @@ impl MediaIndex {
         Self::with_index(index, f)
     }
 
+    /// An index in any tantivy directory (tests use one that fails its
+    /// writes on demand).
+    pub fn in_directory(dir: Box<dyn tantivy::directory::Directory>) -> Result<Self, IndexError> {
+        let (schema, f) = schema::build();
+        let index = Index::open_or_create(dir, schema)?;
+        Self::with_index(index, f)
+    }
+
     /// An index that lives only in memory, for tests.
     pub fn in_ram() -> Result<Self, IndexError> {
         let (schema, f) = schema::build();
@@ -497,6 +505,105 @@ mod tests {
             "two files, each once, in a run: {files:?}"
         );
         assert!(hits.len() <= 4 && hits.len() >= 3, "{hits:?}");
+    }
+
+    /// A directory whose writes fail while `full` is set, like a full disk.
+    #[derive(Clone, Debug)]
+    struct FullDisk {
+        inner: tantivy::directory::RamDirectory,
+        full: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FullDisk {
+        fn check(&self, path: &Path) -> std::io::Result<()> {
+            match self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                true => Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!("no space left for {}", path.display()),
+                )),
+                false => Ok(()),
+            }
+        }
+    }
+
+    impl tantivy::directory::Directory for FullDisk {
+        fn get_file_handle(
+            &self,
+            path: &Path,
+        ) -> Result<
+            std::sync::Arc<dyn tantivy::directory::FileHandle>,
+            tantivy::directory::error::OpenReadError,
+        > {
+            self.inner.get_file_handle(path)
+        }
+        fn delete(&self, path: &Path) -> Result<(), tantivy::directory::error::DeleteError> {
+            self.inner.delete(path)
+        }
+        fn exists(&self, path: &Path) -> Result<bool, tantivy::directory::error::OpenReadError> {
+            self.inner.exists(path)
+        }
+        fn open_write(
+            &self,
+            path: &Path,
+        ) -> Result<tantivy::directory::WritePtr, tantivy::directory::error::OpenWriteError>
+        {
+            self.check(path).map_err(|e| {
+                tantivy::directory::error::OpenWriteError::wrap_io_error(e, path.to_owned())
+            })?;
+            self.inner.open_write(path)
+        }
+        fn atomic_read(
+            &self,
+            path: &Path,
+        ) -> Result<Vec<u8>, tantivy::directory::error::OpenReadError> {
+            self.inner.atomic_read(path)
+        }
+        fn atomic_write(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+            self.check(path)?;
+            self.inner.atomic_write(path, data)
+        }
+        fn sync_directory(&self) -> std::io::Result<()> {
+            self.inner.sync_directory()
+        }
+        fn watch(
+            &self,
+            cb: tantivy::directory::WatchCallback,
+        ) -> tantivy::Result<tantivy::directory::WatchHandle> {
+            self.inner.watch(cb)
+        }
+    }
+
+    /// After a commit fails (a full disk), the index still takes new files:
+    /// in tantivy a failed commit can leave the writer unable to add
+    /// documents, which would then be dropped while their files count as
+    /// indexed.
+    #[test]
+    fn a_failed_commit_leaves_the_index_writable() {
+        let disk = FullDisk {
+            inner: tantivy::directory::RamDirectory::create(),
+            full: Default::default(),
+        };
+        let idx = MediaIndex::in_directory(Box::new(disk.clone())).unwrap();
+        idx.put_file(&video("/m/one.mp4"), &[("keyframes", &scene(0.0, 1.0))])
+            .unwrap();
+        idx.commit().unwrap();
+        disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
+        idx.put_file(&video("/m/two.mp4"), &[("keyframes", &scene(0.0, 1.0))])
+            .unwrap();
+        assert!(idx.commit().is_err(), "the disk is full");
+        disk.full.store(false, std::sync::atomic::Ordering::SeqCst);
+        for i in 0..3 {
+            let path = format!("/m/after-{i}.mp4");
+            idx.put_file(&video(&path), &[("keyframes", &scene(0.0, 1.0))])
+                .unwrap();
+            idx.commit().unwrap();
+            assert_eq!(
+                idx.doc_count(Path::new(&path)).unwrap(),
+                2,
+                "{path} indexed"
+            );
+        }
+        assert_eq!(idx.doc_count(Path::new("/m/one.mp4")).unwrap(), 2);
     }
 
     #[test]

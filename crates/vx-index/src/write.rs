@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use tantivy::schema::{TantivyDocument, Value};
-use tantivy::{Term, doc};
+use tantivy::{IndexWriter, Term, doc};
 use vx_plugin_protocol::SegmentResult;
 
 use crate::{FileRecord, IndexError, MediaIndex, embed_text, now_s, text_key};
@@ -32,6 +32,28 @@ impl MediaIndex {
         file: &FileRecord,
         segments: &[(&str, &SegmentResult)],
         keep: &[&str],
+    ) -> Result<(), IndexError> {
+        self.put(file, segments, keep, false)
+    }
+
+    /// [`put_file_keeping`](Self::put_file_keeping) and a commit, with no
+    /// other change in between: when the commit fails, exactly this file's
+    /// changes (and nothing another thread committed) are rolled back.
+    pub fn put_and_commit(
+        &self,
+        file: &FileRecord,
+        segments: &[(&str, &SegmentResult)],
+        keep: &[&str],
+    ) -> Result<(), IndexError> {
+        self.put(file, segments, keep, true)
+    }
+
+    fn put(
+        &self,
+        file: &FileRecord,
+        segments: &[(&str, &SegmentResult)],
+        keep: &[&str],
+        commit: bool,
     ) -> Result<(), IndexError> {
         let f = self.f;
         let path = file.path.to_string_lossy();
@@ -71,7 +93,7 @@ impl MediaIndex {
                 all_text.push('\n');
             }
         }
-        let writer = self.writer();
+        let mut writer = self.writer();
         writer.delete_term(Term::from_field_text(f.path, &path));
         for d in kept {
             writer.add_document(d)?;
@@ -154,6 +176,9 @@ impl MediaIndex {
                 d.add_text(f.thumbnail, t.to_string_lossy());
             }
             writer.add_document(d)?;
+        }
+        if commit {
+            self.commit_locked(&mut writer)?;
         }
         Ok(())
     }
@@ -245,9 +270,21 @@ impl MediaIndex {
             .delete_term(Term::from_field_text(self.f.path, &path.to_string_lossy()));
     }
 
-    /// Makes every change since the last commit durable and searchable.
+    /// Makes every change since the last commit durable and searchable. If
+    /// that fails (a full disk), the changes are rolled back: tantivy's
+    /// writer can be left unable to add documents otherwise, dropping them
+    /// silently. The caller must redo what it wanted committed.
     pub fn commit(&self) -> Result<(), IndexError> {
-        self.writer().commit()?;
+        self.commit_locked(&mut self.writer())
+    }
+
+    fn commit_locked(&self, writer: &mut IndexWriter) -> Result<(), IndexError> {
+        if let Err(e) = writer.commit() {
+            if let Err(again) = writer.rollback() {
+                tracing::error!("index rollback after a failed commit failed too: {again}");
+            }
+            return Err(e.into());
+        }
         self.reader.reload()?;
         Ok(())
     }
