@@ -100,6 +100,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         write_pid(&mut lock)?;
     }
     let index = Arc::new(MediaIndex::open(&settings.state_dir.join("index"))?);
+    index.set_artefact_dir(&settings.artefact_dir());
     tracing::info!(jobs = settings.jobs, "workers");
     let state = Arc::new(State::default());
     {

@@ -630,7 +630,7 @@ impl Pipeline {
             },
             frames: vec![],
             audio: None,
-            artefact_dir: self.settings.cache_dir.join("thumbnails"),
+            artefact_dir: self.settings.artefact_dir(),
         };
         // Per second of media that was actually decoded: a container that
         // claims to last a year does not buy its plugins a year.

@@ -221,6 +221,35 @@ fn decompression_bombs_are_capped() {
     assert_eq!(long["state"], "indexed", "{long:#}");
 }
 
+fn thumbnails(d: &Daemon) -> usize {
+    std::fs::read_dir(d.root.path().join("cache/thumbnails"))
+        .map(|e| e.count())
+        .unwrap_or(0)
+}
+
+/// A deleted file's thumbnails go with it; those a copy still shows stay.
+#[test]
+fn thumbnails_of_deleted_files_are_removed() {
+    let d = Daemon::start(|m| make_video(&m.join("clip.mp4"), 4));
+    d.wait_idle(60);
+    let made = thumbnails(&d);
+    assert!(made > 0);
+    // A copy reuses the results, thumbnails included.
+    std::fs::copy(d.media.join("clip.mp4"), d.media.join("copy.mp4")).unwrap();
+    assert!(eventually(Duration::from_secs(30), || seen(&d) == 2));
+    d.wait_idle(60);
+    std::fs::remove_file(d.media.join("clip.mp4")).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    d.wait_idle(60);
+    assert_eq!(thumbnails(&d), made, "the copy still shows them");
+    std::fs::remove_file(d.media.join("copy.mp4")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || thumbnails(&d) == 0),
+        "{} thumbnails left",
+        thumbnails(&d)
+    );
+}
+
 fn threads(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()

@@ -110,6 +110,11 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Where plugins write artefacts (thumbnails), under the cache.
+    pub fn artefact_dir(&self) -> PathBuf {
+        self.cache_dir.join("thumbnails")
+    }
+
     /// Reads `path` (or the XDG config file when `None` and it exists),
     /// applies `VX_*` overrides, fills in XDG defaults and validates.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {

@@ -111,6 +111,11 @@ pub struct MediaIndex {
     writer: Mutex<IndexWriter>,
     reader: IndexReader,
     f: Fields,
+    /// Thumbnails whose documents were deleted since the last commit; after
+    /// it, those no document refers to any more are removed...
+    orphans: Mutex<Vec<String>>,
+    /// ...if they lie in this folder.
+    artefact_dir: Mutex<Option<PathBuf>>,
 }
 
 impl MediaIndex {
@@ -177,7 +182,14 @@ impl MediaIndex {
             writer: Mutex::new(writer),
             reader,
             f,
+            orphans: Mutex::default(),
+            artefact_dir: Mutex::default(),
         })
+    }
+
+    /// Thumbnails in `dir` are removed with the last document showing them.
+    pub fn set_artefact_dir(&self, dir: &Path) {
+        *self.artefact_dir.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.to_owned());
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {

@@ -105,7 +105,7 @@ pub(crate) fn build() -> (Schema, Fields) {
         text: b.add_text_field("text", TEXT | STORED),
         embed_key: b.add_u64_field("embed_key", INDEXED | STORED | FAST),
         phash: b.add_u64_field("phash", STORED),
-        thumbnail: b.add_text_field("thumbnail", STORED),
+        thumbnail: b.add_text_field("thumbnail", STRING | STORED), // indexed: its references are counted
         failure: b.add_text_field("failure", STORED),
         failed: b.add_text_field("failed", STRING | STORED), // stored so copies keep it
         content: b.add_text_field("content", STRING | STORED),

@@ -1,9 +1,11 @@
 //! Adding, copying and removing files; [`MediaIndex::commit`] makes it visible.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Component, Path};
 
-use tantivy::schema::{TantivyDocument, Value};
+use tantivy::collector::Count;
+use tantivy::query::TermQuery;
+use tantivy::schema::{IndexRecordOption, TantivyDocument, Value};
 use tantivy::{IndexWriter, Term, doc};
 use vx_plugin_protocol::SegmentResult;
 
@@ -93,6 +95,7 @@ impl MediaIndex {
                 all_text.push('\n');
             }
         }
+        self.orphan_thumbnails_of(&file.path)?;
         let mut writer = self.writer();
         writer.delete_term(Term::from_field_text(f.path, &path));
         for d in kept {
@@ -240,6 +243,7 @@ impl MediaIndex {
             f.fingerprint,
             f.indexed_at,
         ];
+        self.orphan_thumbnails_of(&to.path)?;
         let writer = self.writer();
         writer.delete_term(Term::from_field_text(f.path, &path));
         for old in &docs {
@@ -264,10 +268,55 @@ impl MediaIndex {
         Ok(docs.len())
     }
 
-    /// Removes a file and its segments. Visible after the next commit.
+    /// Removes a file and its segments, and after the next commit its
+    /// thumbnails unless another file shows them. Visible after that commit.
     pub fn remove_file(&self, path: &Path) {
+        if let Err(e) = self.orphan_thumbnails_of(path) {
+            tracing::warn!("cannot list the thumbnails of {}: {e}", path.display());
+        }
         self.writer()
             .delete_term(Term::from_field_text(self.f.path, &path.to_string_lossy()));
+    }
+
+    /// Notes the thumbnails of `path`'s committed documents, which are about
+    /// to be deleted.
+    fn orphan_thumbnails_of(&self, path: &Path) -> Result<(), IndexError> {
+        let thumbs: Vec<String> = self
+            .all_docs(&self.file_query(path))?
+            .iter()
+            .flat_map(|d| self.strs_of(d, self.f.thumbnail))
+            .collect();
+        self.orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(thumbs);
+        Ok(())
+    }
+
+    /// Removes the noted thumbnails that no committed document shows.
+    fn remove_orphans(&self) {
+        let orphans = std::mem::take(&mut *self.orphans.lock().unwrap_or_else(|e| e.into_inner()));
+        let Some(dir) = self
+            .artefact_dir
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let searcher = self.reader.searcher();
+        for thumb in orphans {
+            let term = Term::from_field_text(self.f.thumbnail, &thumb);
+            let query = TermQuery::new(term, IndexRecordOption::Basic);
+            let shown = searcher.search(&query, &Count).map_or(true, |n| n > 0);
+            let path = Path::new(&thumb);
+            if !shown
+                && path.starts_with(&dir)
+                && !path.components().any(|c| c == Component::ParentDir)
+            {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
 
     /// Makes every change since the last commit durable and searchable. If
@@ -283,9 +332,14 @@ impl MediaIndex {
             if let Err(again) = writer.rollback() {
                 tracing::error!("index rollback after a failed commit failed too: {again}");
             }
+            self.orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             return Err(e.into());
         }
         self.reader.reload()?;
+        self.remove_orphans();
         Ok(())
     }
 }
