@@ -71,17 +71,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     if settings.watch.is_empty() {
         bail!("no folders to watch: set `watch = [\"~/Videos\"]` in the config or VX_WATCH");
     }
-    for dir in &settings.watch {
-        if !dir.is_dir() {
-            tracing::warn!(dir = %dir.display(), "watched folder does not exist (yet)");
-        }
-    }
     let filter = Arc::new(
         watch::Filter::new(settings.watch.clone(), &settings.ignore)
             .context("invalid `ignore` glob in the config")?,
     );
     std::fs::create_dir_all(&settings.state_dir)
         .with_context(|| format!("cannot create state dir {}", settings.state_dir.display()))?;
+    // The index and thumbnails show what is in the user's files: theirs only,
+    // in the foreground too. Hosts inherit it.
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(0o077) };
     let mut lock = lock_state_dir(&settings.state_dir)?;
     if args.daemon {
         // Before any thread exists: fork keeps only the calling thread.
@@ -103,6 +102,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     index.set_artefact_dir(&settings.artefact_dir());
     tracing::info!(jobs = settings.jobs, "workers");
     let state = Arc::new(State::default());
+    for dir in settings
+        .watch
+        .iter()
+        .filter(|d| std::fs::read_dir(d).is_err())
+    {
+        state.lock().warn(format!(
+            "watched folder {} is missing or unreadable (not mounted?): its indexed files are kept until it is back",
+            dir.display()
+        ));
+    }
     {
         let mut s = state.lock();
         s.crawling = true;

@@ -250,6 +250,61 @@ fn thumbnails_of_deleted_files_are_removed() {
     );
 }
 
+/// A watched folder that is gone when vxd starts (a disk not mounted) is
+/// not taken as all its files deleted: their entries wait for it.
+#[test]
+fn an_unmounted_folder_does_not_empty_the_index() {
+    let mut d = Daemon::start(|m| make_image(&m.join("garden.png")));
+    let usb = d.media.parent().unwrap().join("usb");
+    std::fs::create_dir_all(&usb).unwrap();
+    make_image(&usb.join("beach.png"));
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    let both = config.replacen("watch = [", &format!("watch = [{usb:?}, "), 1);
+    std::fs::write(&d.config, both).unwrap();
+    d.restart();
+    d.wait_idle(60);
+    assert_eq!(d.search("beach").len(), 1, "{}", d.log());
+
+    d.signal_and_wait(libc::SIGTERM, Duration::from_secs(15));
+    std::fs::rename(&usb, usb.with_extension("unplugged")).unwrap();
+    d.restart_stopped();
+    d.wait_idle(60);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        d.search("beach").len(),
+        1,
+        "purged with its folder away\n{}",
+        d.log()
+    );
+    let status = d.json(&["status"]);
+    assert!(status["warnings"].to_string().contains("usb"), "{status:#}");
+}
+
+/// What vxd writes (the index, the vectors, thumbnails) is for its user
+/// only, whatever umask it was started with.
+#[test]
+fn a_foreground_vxd_keeps_its_files_private() {
+    let d = Daemon::start(|m| make_video(&m.join("clip.mp4"), 2));
+    d.wait_idle(60);
+    let mut checked = 0;
+    let mut stack = vec![
+        d.root.path().join("state"),
+        d.root.path().join("cache/thumbnails"),
+    ];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(e.path());
+            }
+            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", e.path().display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 5);
+}
+
 fn threads(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
