@@ -433,7 +433,7 @@ impl Pipeline {
             .paths()
             .unwrap_or_default()
             .into_iter()
-            .filter(|p| gone(p, &self.settings.watch))
+            .filter(|p| crate::watch::gone(p, &self.settings.watch))
             .collect();
         if stale.is_empty() {
             return;
@@ -737,19 +737,6 @@ fn frames_nearest(packed: &Packed, side: u32) -> Vec<FrameRef> {
         .min_by_key(|(sides, _)| sides[0].abs_diff(side))
         .map(|(_, frames)| frames.clone())
         .unwrap_or_default()
-}
-
-/// Whether `path` was deleted, as far as can be known: it is not found,
-/// and the watched folder it lies in can be read. A folder that is missing
-/// or unreadable (a disk not mounted, a permission lost) says nothing about
-/// the files in it, and neither does any error but "not found".
-fn gone(path: &Path, roots: &[PathBuf]) -> bool {
-    let root_readable = roots
-        .iter()
-        .filter(|r| path.starts_with(r))
-        .all(|r| std::fs::read_dir(r).is_ok());
-    root_readable
-        && matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// BLAKE3 of the whole file. Exact, so a copy is never confused with an edit

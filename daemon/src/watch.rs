@@ -119,6 +119,19 @@ pub fn crawl(
     }
 }
 
+/// Whether `path` was deleted, as far as can be known: it is not found,
+/// and the watched folder it lies in can be read. A folder that is missing
+/// or unreadable (a disk not mounted, a permission lost) says nothing about
+/// the files in it, and neither does any error but "not found".
+pub fn gone(path: &Path, roots: &[PathBuf]) -> bool {
+    let root_readable = roots
+        .iter()
+        .filter(|r| path.starts_with(r))
+        .all(|r| std::fs::read_dir(r).is_ok());
+    root_readable
+        && matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Files reported by the watcher, waiting for their size and mtime to settle.
 pub struct Settler {
     state: Arc<State>,
@@ -183,6 +196,8 @@ struct Rescan {
     every: Duration,
     last: Instant,
     known: HashMap<PathBuf, (u64, Option<SystemTime>)>,
+    /// The first run only learns what is there (the crawl queues it).
+    baseline_done: bool,
 }
 
 impl Rescan {
@@ -208,18 +223,20 @@ impl Rescan {
             );
         }
         for (p, sig) in &now {
-            if self.known.get(p) != Some(sig) && !self.known.is_empty() {
+            if self.known.get(p) != Some(sig) && self.baseline_done {
                 settler.touch(p.clone());
             }
         }
-        let gone = self
+        self.baseline_done = true;
+        // Missing from this crawl is not enough: a folder may be unreadable.
+        let vanished = self
             .known
             .keys()
-            .filter(|p| !now.contains_key(*p))
+            .filter(|p| !now.contains_key(*p) && gone(p, &self.roots))
             .cloned()
             .collect();
         self.known = now;
-        gone
+        vanished
     }
 }
 
@@ -298,6 +315,7 @@ pub fn start(
         every: opts.rescan_every,
         last: Instant::now(),
         known: HashMap::new(),
+        baseline_done: false,
     };
     std::thread::Builder::new()
         .name("watch".into())

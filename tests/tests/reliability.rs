@@ -250,6 +250,24 @@ fn thumbnails_of_deleted_files_are_removed() {
     );
 }
 
+/// Where inotify cannot watch, vxd rescans; a folder empty at start still
+/// has its first files found.
+#[test]
+fn rescans_find_the_first_files_of_an_empty_folder() {
+    let d = Daemon::start_with(
+        "rescan_interval_s = 0.5\n",
+        &[("VX_SIMULATE_INOTIFY_LIMIT", "1")],
+        |_| {},
+    );
+    d.wait_idle(60);
+    make_images(&d.media, &["first.bmp".into()]);
+    assert!(
+        eventually(Duration::from_secs(15), || d.search("first").len() == 1),
+        "rescans never found the first file\n{}",
+        d.log()
+    );
+}
+
 /// A watched folder that is gone when vxd starts (a disk not mounted) is
 /// not taken as all its files deleted: their entries wait for it.
 #[test]
