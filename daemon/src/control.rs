@@ -100,11 +100,13 @@ impl Control {
             Err(e) => return Reply::Error(e.to_string()),
         };
         let s = self.state.lock();
-        let failures = s.failed_files(Some(&path)).collect();
+        let failures: Vec<_> = s.failed_files(Some(&path)).collect();
         let state = if s.working.values().any(|c| c.path == path) {
             "in progress"
         } else if s.queue.iter().any(|(_, p)| p == &path) {
             "queued"
+        } else if failures.iter().any(|f| f.plugin == crate::pipeline::DECODE) {
+            "failed"
         } else if s.indexed.contains(&path) || indexed.is_some() {
             "indexed"
         } else if !self.filter.wants_file(&path) {

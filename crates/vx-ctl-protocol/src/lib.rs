@@ -52,8 +52,9 @@ pub enum Reply {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileReport {
     pub path: PathBuf,
-    /// "indexed", "queued", "settling", "in progress", "not indexed", or
-    /// "not watched" (outside the watched folders or not a media file).
+    /// "indexed", "failed" (it could not be decoded: `failures` says why),
+    /// "queued", "settling", "in progress", "not indexed", or "not watched"
+    /// (outside the watched folders or not a media file).
     pub state: String,
     pub indexed: Option<IndexedFile>,
     pub failures: Vec<FailedFile>,

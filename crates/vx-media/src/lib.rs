@@ -41,9 +41,11 @@ pub const AUDIO_RATE: u32 = 16_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
-    #[error("cannot open: {0}")]
+    #[error("not a media file FFmpeg can read, or a damaged one ({0})")]
     Open(ff::Error),
-    #[error("no video or audio stream")]
+    #[error("the file is empty")]
+    Empty,
+    #[error("it holds no video or audio stream")]
     NoStreams,
     #[error("decoding failed: {0}")]
     Decode(ff::Error),
@@ -184,6 +186,9 @@ fn init() {
 /// Decodes `path` once: sampled frames, 16 kHz mono audio, metadata.
 pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> {
     init();
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        return Err(MediaError::Empty);
+    }
     let mut input = ff::format::input(path).map_err(MediaError::Open)?;
     let mut out = Decoded {
         container: input.format().name().to_owned(),
