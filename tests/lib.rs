@@ -269,13 +269,16 @@ impl Daemon {
         d
     }
 
+    /// Waits until vxd accepts connections: a socket file left by a killed
+    /// vxd exists before the new one listens.
     fn wait_for_socket(&self) {
         let start = Instant::now();
-        while !self.socket.exists() {
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
-                "vxd never created {}",
-                self.socket.display()
+                "vxd never listened on {}\n{}",
+                self.socket.display(),
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }

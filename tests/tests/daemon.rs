@@ -244,7 +244,10 @@ fn undecodable_file_is_reported_as_failed_and_the_rest_are_indexed() {
     );
     assert_eq!(failed["plugin"].as_str(), Some("decode"));
     assert!(
-        failed["reason"].as_str().unwrap().contains("not a media file"),
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a media file"),
         "{failed}"
     );
     assert_eq!(d.search("fine").len(), 1);

@@ -1,0 +1,78 @@
+//! Crash consistency: vxd is SIGKILLed at seeded random moments while it
+//! indexes 50 files, and restarted each time. At the end every file is in
+//! the index exactly once, status agrees with the index, and no host process
+//! is left over.
+
+use std::time::Duration;
+
+use vx_e2e::*;
+
+const FILES: usize = 50;
+const KILLS: usize = 20;
+
+/// The host processes started for this test's vxd, found by the socket
+/// folder in their command line.
+fn hosts_of(d: &Daemon) -> usize {
+    let marker = d.root.path().to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| {
+            let c = String::from_utf8_lossy(c);
+            c.contains("vx-plugin-host") && c.contains(&marker)
+        })
+        .count()
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
+    let names: Vec<String> = (0..FILES).map(|i| format!("crash{i:02}.bmp")).collect();
+    let mut d = Daemon::start(|m| make_images(m, &names));
+    // xorshift, seeded: the same kill times on every run.
+    let mut seed = 0x5eed_u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut busy_kills = 0;
+    for _ in 0..KILLS {
+        std::thread::sleep(Duration::from_millis(next() % 400));
+        busy_kills += usize::from(d.json(&["status"])["idle"] == false);
+        let status = d.signal_and_wait(libc::SIGKILL, Duration::from_secs(10));
+        assert_eq!(status.code(), None, "killed, not exited");
+        d.restart_stopped();
+    }
+    assert!(
+        busy_kills >= 5,
+        "only {busy_kills} kills landed while vxd was busy"
+    );
+    d.wait_idle(120);
+    assert!(
+        eventually(Duration::from_secs(5), || hosts_of(&d) <= 1),
+        "hosts of killed vxds are left: {}",
+        hosts_of(&d)
+    );
+
+    let status = d.json(&["status"]);
+    assert_eq!(status["files"]["indexed"], FILES, "{status:#}\n{}", d.log());
+    assert_eq!(status["files"]["failed"], 0, "{status:#}");
+    for name in &names {
+        let stem = name.trim_end_matches(".bmp");
+        let hits = d.search(stem);
+        assert_eq!(hits.len(), 1, "{name} is indexed once: {hits:#?}");
+        let file = d.json(&["status", d.media.join(name).to_str().unwrap()]);
+        assert_eq!(
+            file["indexed"]["segments"],
+            serde_json::json!([["keyframes", 1]]),
+            "{name}: {file:#}"
+        );
+    }
+    d.signal_and_wait(libc::SIGTERM, Duration::from_secs(15));
+    assert!(
+        eventually(Duration::from_secs(5), || hosts_of(&d) == 0),
+        "hosts left after vxd stopped"
+    );
+}
