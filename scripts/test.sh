@@ -16,3 +16,5 @@ echo "==> testing" >&2
 cargo test --release --workspace --locked "${FEATURES[@]}" "$@"
 echo "==> testing model conversions against their references" >&2
 VX_CACHE_DIR="$VX_CACHE" "$VX_CACHE/venv/bin/python" -m unittest discover -s models/tests
+echo "==> fuzzing each decoder briefly, so that the targets keep building" >&2
+scripts/fuzz.sh 20

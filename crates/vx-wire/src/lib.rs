@@ -34,8 +34,14 @@ pub enum WireError {
     Io(#[from] io::Error),
 }
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// Decoding may claim no more memory than a frame can hold: a length field
+/// inside a small frame can say anything (found by fuzzing).
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<{ MAX_FRAME_LEN as usize }>,
+> {
+    bincode::config::standard().with_limit::<{ MAX_FRAME_LEN as usize }>()
 }
 
 /// Encodes `msg` as one frame into a fresh buffer.
@@ -121,6 +127,19 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
+
+    /// Found by fuzzing (fuzz/fuzz_targets/wire_frame.rs): a 10-byte payload
+    /// whose string length field claims about 2^60 bytes. Decoding must
+    /// refuse it, not try to allocate it and abort the process.
+    #[test]
+    fn a_length_field_larger_than_the_frame_is_an_error_not_an_abort() {
+        let mut frame = MAGIC.to_vec();
+        let payload = [1, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        frame.extend((payload.len() as u32).to_le_bytes());
+        frame.extend(payload);
+        let res = read_frame::<_, Msg>(&mut &frame[..]);
+        assert!(res.is_err(), "{res:?}");
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     enum Msg {
