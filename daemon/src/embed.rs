@@ -7,11 +7,12 @@
 //! batch. The backlog is whatever segment in the index has a vector key with
 //! no vector: new files, files indexed while the host was down, or every file
 //! after the model changed. It is found by scanning the index's key column
-//! after each commit (the pipeline sets `embed_dirty`), so nothing needs to be
+//! after each commit (the pipeline counts them), so nothing needs to be
 //! handed over and nothing is lost. vxd is not idle while a running host has
 //! a backlog, so `vxctl wait` also waits for search by meaning to catch up.
 //! When the host is down, searches fall back to words and say so.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -73,6 +74,7 @@ impl Embedder {
             host: None,
             next_id: 1,
             starts: 0,
+            set_aside: HashSet::new(),
         };
         std::thread::Builder::new()
             .name("embed".into())
@@ -113,6 +115,8 @@ struct Worker {
     host: Option<Host>,
     next_id: u64,
     starts: u64,
+    /// Keys whose texts the host failed on, skipped until vxd restarts.
+    set_aside: HashSet<u64>,
 }
 
 impl Worker {
@@ -120,7 +124,7 @@ impl Worker {
     /// PR_SET_PDEATHSIG fires when the spawning thread exits.
     fn run(mut self) {
         // Vectors may be missing from before this start.
-        self.state.lock().embed_dirty = true;
+        self.state.lock().index_generation += 1;
         let mut more = false;
         let mut last_start = None::<Instant>;
         while !self.state.lock().shutting_down {
@@ -128,14 +132,17 @@ impl Worker {
                 last_start = Some(Instant::now());
                 self.start_host();
             }
-            // The backlog, one batch at a time, with queries in between.
-            if self.host.is_some() && (more || std::mem::take(&mut self.state.lock().embed_dirty)) {
-                match self.backlog_batch() {
-                    Some(left) => more = left,
-                    None => {
-                        self.state.lock().embed_dirty = true; // try again with the next host
-                        more = false;
-                    }
+            // The backlog, one batch at a time, with queries in between. A
+            // pass that finds nothing missing covers every commit up to the
+            // one counted when it began.
+            let (target, done) = {
+                let s = self.state.lock();
+                (s.index_generation, s.embedded_generation)
+            };
+            if self.host.is_some() && (more || target != done) {
+                more = self.backlog_batch();
+                if !more {
+                    self.state.lock().embedded_generation = target;
                 }
                 if more {
                     // Queries first, without waiting.
@@ -195,10 +202,10 @@ impl Worker {
             Ok(h) => h,
             Err(e) => return self.failed(&e),
         };
-        let Some(dims) = host.needs.text_embedding else {
+        let Some(dims) = host.needs.text_embedding.filter(|d| (1..=4096).contains(d)) else {
             host.stop();
             return self.failed(&HostFailure::Protocol(format!(
-                "{TEXT_EMBED} does not say it embeds text"
+                "{TEXT_EMBED} does not say it embeds text in 1 to 4096 dimensions"
             )));
         };
         let model = format!("{TEXT_EMBED}@{}", host.version);
@@ -261,16 +268,17 @@ impl Worker {
         }
     }
 
-    /// Embeds one batch of the backlog: `Some(true)` if more is left,
-    /// `Some(false)` when it is done, `None` when the host failed.
-    fn backlog_batch(&mut self) -> Option<bool> {
+    /// Embeds one batch of the backlog; true if more may be left. Texts the
+    /// host fails on (or dies on) are set aside until vxd restarts, so one
+    /// bad batch cannot hold up the rest.
+    fn backlog_batch(&mut self) -> bool {
         let (waiting, missing) = {
             let vectors = self.vectors.read().unwrap_or_else(|e| e.into_inner());
-            let store = vectors.as_ref()?;
-            match self
-                .index
-                .missing_embeddings(|k| store.contains(k), BACKLOG_BATCH)
-            {
+            let Some(store) = vectors.as_ref() else {
+                return false;
+            };
+            let have = |k| store.contains(k) || self.set_aside.contains(&k);
+            match self.index.missing_embeddings(have, BACKLOG_BATCH) {
                 Ok(found) => found,
                 Err(e) => {
                     tracing::warn!("cannot read the embedding backlog: {e}");
@@ -281,7 +289,7 @@ impl Worker {
         self.state.lock().embed_backlog = waiting;
         if missing.is_empty() {
             self.compact();
-            return Some(false);
+            return false;
         }
         let (keys, texts): (Vec<u64>, Vec<String>) = missing.into_iter().unzip();
         self.state
@@ -290,31 +298,37 @@ impl Worker {
         let vectors = match self.embed(texts, BATCH_DEADLINE) {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!("embedding failed: {e}");
-                return None;
+                tracing::warn!(
+                    texts = keys.len(),
+                    "embedding failed, set aside until restart: {e}"
+                );
+                self.set_aside.extend(&keys);
+                return self.host.is_some();
             }
         };
         self.state
             .set_plugin(TEXT_EMBED, 0, |p| p.state = PluginState::Ready);
-        let items: Vec<(u64, Vec<f32>)> = keys.into_iter().zip(vectors).collect();
+        let items: Vec<(u64, Vec<f32>)> = keys.iter().copied().zip(vectors).collect();
         let mut store = self.vectors.write().unwrap_or_else(|e| e.into_inner());
-        let store = store.as_mut()?;
+        let Some(store) = store.as_mut() else {
+            return false;
+        };
         let stored = store.insert(&items);
         self.state.lock().vectors = store.len() as u64;
         match stored {
-            Ok(0) => {
-                tracing::warn!("the text-embed host gave no usable vectors");
-                self.state.lock().embed_backlog = 0;
-                Some(false)
-            }
-            Ok(n) => {
+            Ok(n) if n > 0 => {
                 tracing::debug!(n, secs = started.elapsed().as_secs_f64(), "embedded");
-                Some(true)
+                true
+            }
+            Ok(_) => {
+                tracing::warn!("the text-embed host gave no usable vectors; set aside");
+                self.set_aside.extend(&keys);
+                true
             }
             Err(e) => {
+                // A full disk, say: try again after the next commit.
                 tracing::warn!("cannot store vectors: {e}");
-                self.state.lock().embed_backlog = 0;
-                Some(false)
+                false
             }
         }
     }

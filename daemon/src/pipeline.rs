@@ -389,17 +389,17 @@ impl Pipeline {
         else {
             return false;
         };
-        if let Err(e) = self.index.copy_file(&src, record) {
-            tracing::warn!(from = %src.display(), "cannot reuse results: {e}");
-            return false;
+        let moved = crate::watch::gone(&src, &self.settings.watch);
+        match self.index.copy_and_commit(&src, record, moved) {
+            Ok(0) => return false, // gone in the meantime: extract it afresh
+            Ok(_) => self.state.lock().index_generation += 1,
+            Err(e) => {
+                tracing::warn!(from = %src.display(), "cannot reuse results: {e}");
+                return false;
+            }
         }
-        let moved = !src.exists();
         if moved {
-            self.index.remove_file(&src);
             self.state.forget(&src);
-        }
-        if !self.commit() {
-            return false;
         }
         let failures = self.index.failures_of(path).unwrap_or_default();
         let mut state = self.state.lock();
@@ -439,10 +439,9 @@ impl Pipeline {
             return;
         }
         for p in &stale {
-            self.index.remove_file(p);
             self.state.forget(p);
         }
-        self.commit();
+        self.remove_and_commit(&stale);
         tracing::info!(
             files = stale.len(),
             "removed files that disappeared while vxd was down"
@@ -459,11 +458,16 @@ impl Pipeline {
         }
         let meta = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => m,
-            _ => {
+            _ if crate::watch::gone(path, &self.settings.watch) => {
                 // Gone before its turn came.
                 self.state.forget(path);
-                self.index.remove_file(path);
-                self.commit();
+                self.remove_and_commit(&[path.to_owned()]);
+                return;
+            }
+            Ok(_) => return, // not a file (any more): nothing to index
+            Err(e) => {
+                // Unreadable for now (a permission, a disk away): its entries stay.
+                self.record_failure(path, "read", e.to_string());
                 return;
             }
         };
@@ -594,7 +598,9 @@ impl Pipeline {
                     tracing::warn!("cannot decode: {e}");
                     // Indexed by name with the failure, so it is not retried until it changes.
                     record.failures.push((DECODE.into(), e.to_string()));
-                    self.index_file(&record, &[], &[]);
+                    // The results of the plugins that did not need to run stay.
+                    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+                    self.index_file(&record, &[], &keep);
                     return;
                 }
             };
@@ -634,7 +640,9 @@ impl Pipeline {
         };
         // Per second of media that was actually decoded: a container that
         // claims to last a year does not buy its plugins a year.
-        let media_s = record.duration_s.unwrap_or(0.0).min(decoded_s + 1.0);
+        let media_s = record
+            .duration_s
+            .map_or(decoded_s, |d| d.min(decoded_s + 1.0));
         let deadline = Duration::from_secs_f64(
             self.settings.deadline_base_s + self.settings.deadline_per_media_s * media_s,
         );
@@ -684,15 +692,14 @@ impl Pipeline {
             self.state.enqueue(path.clone(), record.size);
             return;
         }
-        self.state.lock().embed_dirty = true;
+        self.state.lock().index_generation += 1;
         // Deleted while it was decoded or read by the plugins: the watcher's
         // removal either comes after this commit (it waits for the writer)
         // or came before, and then the file is gone now.
-        if !path.exists() {
+        if crate::watch::gone(path, &self.settings.watch) {
             tracing::info!("deleted while in progress: not indexed");
-            self.index.remove_file(path);
             self.state.forget(path);
-            self.commit();
+            self.remove_and_commit(&[path.clone()]);
             return;
         }
         if record.failures.iter().all(|(p, _)| p != DECODE) {
@@ -710,16 +717,9 @@ impl Pipeline {
             .insert((path.to_owned(), plugin.to_owned()), reason);
     }
 
-    fn commit(&self) -> bool {
-        match self.index.commit() {
-            Ok(()) => {
-                self.state.lock().embed_dirty = true;
-                true
-            }
-            Err(e) => {
-                tracing::error!("index commit failed: {e}");
-                false
-            }
+    fn remove_and_commit(&self, paths: &[PathBuf]) {
+        if let Err(e) = self.index.remove_and_commit(paths) {
+            tracing::error!("index commit failed: {e}");
         }
     }
 }

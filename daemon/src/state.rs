@@ -46,9 +46,11 @@ pub struct Inner {
     pub stale_purged: bool,
     pub warnings: Vec<String>,
     finished: VecDeque<Instant>,
-    /// The index changed since the embedder last looked for segments
-    /// without vectors.
-    pub embed_dirty: bool,
+    /// Counts commits, so the embedder knows which ones it has looked at
+    /// for segments without vectors...
+    pub index_generation: u64,
+    /// ...and the last one it has looked at, all the way through.
+    pub embedded_generation: u64,
     /// Segments without vectors at the embedder's last look.
     pub embed_backlog: u64,
     /// Vectors stored.
@@ -249,7 +251,8 @@ impl State {
             idle: !s.crawling
                 && queued == 0
                 && in_progress == 0
-                && !(s.embedder_up && (s.embed_dirty || s.embed_backlog > 0)),
+                && !(s.embedder_up
+                    && (s.embedded_generation != s.index_generation || s.embed_backlog > 0)),
             plugin_jobs: s.plugin_jobs,
             paused: s.paused,
             current: s.working.values().cloned().collect(),

@@ -119,16 +119,17 @@ pub fn crawl(
     }
 }
 
-/// Whether `path` was deleted, as far as can be known: it is not found,
-/// and the watched folder it lies in can be read. A folder that is missing
-/// or unreadable (a disk not mounted, a permission lost) says nothing about
-/// the files in it, and neither does any error but "not found".
+/// Whether `path` was deleted, as far as can be known: it is not found, and
+/// the watched folder it lies in can be read and is not empty. A folder that
+/// is missing, unreadable or empty (a disk not mounted, leaving its mount
+/// point bare; a permission lost) says nothing about the files in it, and
+/// neither does any error but "not found".
 pub fn gone(path: &Path, roots: &[PathBuf]) -> bool {
-    let root_readable = roots
+    let roots_there = roots
         .iter()
         .filter(|r| path.starts_with(r))
-        .all(|r| std::fs::read_dir(r).is_ok());
-    root_readable
+        .all(|r| std::fs::read_dir(r).is_ok_and(|mut entries| entries.next().is_some()));
+    roots_there
         && matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
@@ -375,11 +376,8 @@ fn remove_from_index(path: &Path, state: &State, index: &MediaIndex) {
         known.sort();
         known.dedup();
     }
-    for p in &known {
-        index.remove_file(p);
-    }
     if !known.is_empty() {
-        if let Err(e) = index.commit() {
+        if let Err(e) = index.remove_and_commit(&known) {
             tracing::error!("index commit failed: {e}");
         }
     }

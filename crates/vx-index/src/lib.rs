@@ -819,6 +819,21 @@ mod tests {
         let scenes = find(&idx, "scene", &none(), 10).unwrap();
         let mut paths: Vec<_> = scenes.iter().map(|h| h.path.clone()).collect();
         paths.sort();
+        // The copy keeps its filter terms too (found by review: they are not
+        // stored, so a copy made from stored fields lost them).
+        let scene_label = SearchFilters {
+            labels: vec!["scene".into()],
+            ..none()
+        };
+        let filtered: BTreeSet<_> = find(&idx, "", &scene_label, 10)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.path)
+            .collect();
+        assert!(
+            filtered.contains(Path::new("/m/renamed clip.mp4")),
+            "{filtered:?}"
+        );
         assert_eq!(
             paths,
             [

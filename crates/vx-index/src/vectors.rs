@@ -21,6 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -172,7 +173,8 @@ impl VectorStore {
     }
 
     /// Appends the vectors whose keys are new and makes them durable.
-    /// Each vector must have `dims` values; it is normalised here.
+    /// Each vector must have `dims` values; it is normalised here. On an
+    /// error (a full disk) the file is cut back and nothing is added.
     pub fn insert(&mut self, items: &[(u64, Vec<f32>)]) -> std::io::Result<usize> {
         let mut seen = HashSet::new();
         let fresh: Vec<&(u64, Vec<f32>)> = items
@@ -182,24 +184,39 @@ impl VectorStore {
         if fresh.is_empty() {
             return Ok(0);
         }
-        let end = self.header_len + (self.keys.len() * self.record_len()) as u64;
-        self.file.seek(SeekFrom::Start(end))?;
-        let mut out = BufWriter::new(&self.file);
+        let end = self.disk_bytes();
+        let mut records = Vec::with_capacity(fresh.len() * self.record_len());
+        let mut codes = Vec::with_capacity(fresh.len() * self.words);
         for (key, v) in &fresh {
             let (scale, q) = quantise(v);
-            out.write_all(&key.to_le_bytes())?;
-            out.write_all(&scale.to_le_bytes())?;
-            out.write_all(&q.iter().map(|&x| x as u8).collect::<Vec<_>>())?;
-            let row = self.keys.len() as u32;
-            self.rows.insert(*key, row);
-            self.keys.push(*key);
-            self.codes
-                .extend(sign_code(q.iter().map(|&x| x > 0), self.words));
+            records.extend(key.to_le_bytes());
+            records.extend(scale.to_le_bytes());
+            records.extend(q.iter().map(|&x| x as u8));
+            codes.extend(sign_code(q.iter().map(|&x| x > 0), self.words));
         }
-        out.flush()?;
-        drop(out);
-        self.file.sync_data()?;
-        self.remap()?;
+        let written = self
+            .file
+            .write_all_at(&records, end)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            let _ = self.file.set_len(end);
+            return Err(e);
+        }
+        let before = self.keys.len();
+        for (i, (key, _)) in fresh.iter().enumerate() {
+            self.rows.insert(*key, (before + i) as u32);
+            self.keys.push(*key);
+        }
+        self.codes.extend(codes);
+        if let Err(e) = self.remap() {
+            // Keep memory and file in step: drop what was just added.
+            for key in self.keys.drain(before..) {
+                self.rows.remove(&key);
+            }
+            self.codes.truncate(before * self.words);
+            let _ = self.file.set_len(end);
+            return Err(e);
+        }
         Ok(fresh.len())
     }
 

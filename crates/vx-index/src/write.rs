@@ -5,7 +5,7 @@ use std::path::{Component, Path};
 
 use tantivy::collector::Count;
 use tantivy::query::TermQuery;
-use tantivy::schema::{IndexRecordOption, TantivyDocument, Value};
+use tantivy::schema::{Field, IndexRecordOption, TantivyDocument, Value};
 use tantivy::{IndexWriter, Term, doc};
 use vx_plugin_protocol::SegmentResult;
 
@@ -69,7 +69,7 @@ impl MediaIndex {
                 if keep.contains(&self.str_of(&d, f.plugin)) {
                     labels.extend(self.strs_of(&d, f.labels));
                     faces = faces.max(d.get_first(f.faces).and_then(|v| v.as_u64()).unwrap_or(0));
-                    kept.push(d);
+                    kept.push(self.rebuilt(&d, &[]));
                 }
             }
         }
@@ -212,11 +212,57 @@ impl MediaIndex {
         }
     }
 
+    /// A committed document made anew from its stored fields, but for those
+    /// in `skip`. The filter terms (`label`, `has`) are not stored, so they
+    /// are derived again from the stored labels, faces and text.
+    fn rebuilt(&self, stored: &TantivyDocument, skip: &[Field]) -> TantivyDocument {
+        let f = self.f;
+        let mut d = TantivyDocument::new();
+        for (field, value) in stored.field_values() {
+            if !skip.contains(&field) && field != f.labels && field != f.faces {
+                d.add_field_value(field, value);
+            }
+        }
+        let labels = self.strs_of(stored, f.labels);
+        let faces = stored
+            .get_first(f.faces)
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        let has_text = self
+            .strs_of(stored, f.text)
+            .iter()
+            .any(|t| !t.trim().is_empty());
+        self.add_findings(&mut d, &labels, faces, has_text);
+        d
+    }
+
     /// Indexes `to` with every document of the committed file `from` (its
     /// metadata, results, failures and vector keys), under `to`'s own path,
     /// size, mtime and fingerprint. Returns the number of documents written.
     /// Visible after the next commit; `from` is left as it is.
     pub fn copy_file(&self, from: &Path, to: &FileRecord) -> Result<usize, IndexError> {
+        self.copy(from, to, false, false)
+    }
+
+    /// [`copy_file`](Self::copy_file), then (for a rename) removing `from`,
+    /// then a commit, with no other change in between. A copy of nothing
+    /// (`from` is gone) is not committed.
+    pub fn copy_and_commit(
+        &self,
+        from: &Path,
+        to: &FileRecord,
+        remove_from: bool,
+    ) -> Result<usize, IndexError> {
+        self.copy(from, to, remove_from, true)
+    }
+
+    fn copy(
+        &self,
+        from: &Path,
+        to: &FileRecord,
+        remove_from: bool,
+        commit: bool,
+    ) -> Result<usize, IndexError> {
         let f = self.f;
         let docs = self.all_docs(&self.file_query(from))?;
         let path = to.path.to_string_lossy();
@@ -244,15 +290,13 @@ impl MediaIndex {
             f.indexed_at,
         ];
         self.orphan_thumbnails_of(&to.path)?;
-        let writer = self.writer();
+        if remove_from {
+            self.orphan_thumbnails_of(from)?;
+        }
+        let mut writer = self.writer();
         writer.delete_term(Term::from_field_text(f.path, &path));
         for old in &docs {
-            let mut new = TantivyDocument::new();
-            for (field, value) in old.field_values() {
-                if !per_path.contains(&field) {
-                    new.add_field_value(field, value);
-                }
-            }
+            let mut new = self.rebuilt(old, &per_path);
             new.add_text(f.path, &path);
             new.add_i64(f.time, time);
             if self.str_of(old, f.doc_type) == "file" {
@@ -265,6 +309,12 @@ impl MediaIndex {
             }
             writer.add_document(new)?;
         }
+        if commit && !docs.is_empty() {
+            if remove_from {
+                writer.delete_term(Term::from_field_text(f.path, &from.to_string_lossy()));
+            }
+            self.commit_locked(&mut writer)?;
+        }
         Ok(docs.len())
     }
 
@@ -276,6 +326,19 @@ impl MediaIndex {
         }
         self.writer()
             .delete_term(Term::from_field_text(self.f.path, &path.to_string_lossy()));
+    }
+
+    /// Removes these files and their segments, and commits, with no other
+    /// change in between.
+    pub fn remove_and_commit(&self, paths: &[std::path::PathBuf]) -> Result<(), IndexError> {
+        for p in paths {
+            self.orphan_thumbnails_of(p)?;
+        }
+        let mut writer = self.writer();
+        for p in paths {
+            writer.delete_term(Term::from_field_text(self.f.path, &p.to_string_lossy()));
+        }
+        self.commit_locked(&mut writer)
     }
 
     /// Notes the thumbnails of `path`'s committed documents, which are about
