@@ -143,8 +143,7 @@ impl Worker {
                 more = self.backlog_batch();
                 if !more {
                     self.state.lock().embedded_generation = target;
-                }
-                if more {
+                } else {
                     // Queries first, without waiting.
                     if let Ok((query, reply)) = self.inbox.try_recv() {
                         self.answer(query, reply);
@@ -153,12 +152,7 @@ impl Worker {
                 }
             }
             match self.inbox.recv_timeout(POLL) {
-                Ok((query, reply)) => {
-                    let _ = reply.send(
-                        self.embed(vec![query], QUERY_TIMEOUT)
-                            .and_then(|mut v| v.pop().ok_or_else(|| "no vector".to_owned())),
-                    );
-                }
+                Ok((query, reply)) => self.answer(query, reply),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
