@@ -618,6 +618,21 @@ mod tests {
         assert_eq!(idx.doc_count(Path::new("/m/one.mp4")).unwrap(), 2);
     }
 
+    /// Highlights point at the matched words after line breaks are shown
+    /// as " / " (found by review: they were two bytes off per line).
+    #[test]
+    fn highlights_survive_multi_line_text() {
+        let idx = MediaIndex::in_ram().unwrap();
+        let slide = found(0.0, 5.0, &["text"], 0, "Agenda\nBudget review\nQ3 roadmap");
+        idx.put_file(&video("/m/slides.mp4"), &[("ocr", &slide)])
+            .unwrap();
+        idx.commit().unwrap();
+        let hits = find(&idx, "roadmap", &none(), 10).unwrap();
+        let h = &hits[0];
+        let [a, b] = h.highlights[0];
+        assert_eq!(&h.snippet[a as usize..b as usize], "roadmap", "{h:?}");
+    }
+
     #[test]
     fn transcripts_are_found_at_their_moment_with_speaker_and_counted_per_file() {
         let idx = MediaIndex::in_ram().unwrap();

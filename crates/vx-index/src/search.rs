@@ -416,10 +416,13 @@ impl MediaIndex {
                 if !snippet.is_empty() {
                     snippet.push_str(" · ");
                 }
+                // Lines become " / " (two bytes longer each), so a range
+                // moves by two bytes per line break before it.
                 let shift = snippet.len();
+                let at = |i: usize| shift + i + 2 * fragment[..i].matches('\n').count();
                 highlights = ranges
                     .iter()
-                    .map(|r| [(shift + r.start) as u32, (shift + r.end) as u32])
+                    .map(|r| [at(r.start) as u32, at(r.end) as u32])
                     .collect();
                 snippet.push_str(&fragment.replace('\n', " / "));
             }
