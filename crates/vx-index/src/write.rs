@@ -1,7 +1,7 @@
 //! Adding, copying and removing files; [`MediaIndex::commit`] makes it visible.
 
 use std::collections::BTreeSet;
-use std::path::{Component, Path};
+use std::path::Path;
 
 use tantivy::collector::Count;
 use tantivy::query::TermQuery;
@@ -95,8 +95,8 @@ impl MediaIndex {
                 all_text.push('\n');
             }
         }
-        self.orphan_thumbnails_of(&file.path)?;
         let mut writer = self.writer();
+        self.orphan_thumbnails_of(&file.path)?;
         writer.delete_term(Term::from_field_text(f.path, &path));
         for d in kept {
             writer.add_document(d)?;
@@ -289,11 +289,11 @@ impl MediaIndex {
             f.fingerprint,
             f.indexed_at,
         ];
+        let mut writer = self.writer();
         self.orphan_thumbnails_of(&to.path)?;
         if remove_from {
             self.orphan_thumbnails_of(from)?;
         }
-        let mut writer = self.writer();
         writer.delete_term(Term::from_field_text(f.path, &path));
         for old in &docs {
             let mut new = self.rebuilt(old, &per_path);
@@ -321,20 +321,20 @@ impl MediaIndex {
     /// Removes a file and its segments, and after the next commit its
     /// thumbnails unless another file shows them. Visible after that commit.
     pub fn remove_file(&self, path: &Path) {
+        let writer = self.writer();
         if let Err(e) = self.orphan_thumbnails_of(path) {
             tracing::warn!("cannot list the thumbnails of {}: {e}", path.display());
         }
-        self.writer()
-            .delete_term(Term::from_field_text(self.f.path, &path.to_string_lossy()));
+        writer.delete_term(Term::from_field_text(self.f.path, &path.to_string_lossy()));
     }
 
     /// Removes these files and their segments, and commits, with no other
     /// change in between.
     pub fn remove_and_commit(&self, paths: &[std::path::PathBuf]) -> Result<(), IndexError> {
+        let mut writer = self.writer();
         for p in paths {
             self.orphan_thumbnails_of(p)?;
         }
-        let mut writer = self.writer();
         for p in paths {
             writer.delete_term(Term::from_field_text(self.f.path, &p.to_string_lossy()));
         }
@@ -342,7 +342,9 @@ impl MediaIndex {
     }
 
     /// Notes the thumbnails of `path`'s committed documents, which are about
-    /// to be deleted.
+    /// to be deleted. Called with the writer held, so that no commit comes
+    /// between noting them and deleting the documents: a commit in between
+    /// would find them still shown, drop them from the list, and leak them.
     fn orphan_thumbnails_of(&self, path: &Path) -> Result<(), IndexError> {
         let thumbs: Vec<String> = self
             .all_docs(&self.file_query(path))?
@@ -367,17 +369,21 @@ impl MediaIndex {
         else {
             return;
         };
+        let Ok(dir) = dir.canonicalize() else {
+            return;
+        };
         let searcher = self.reader.searcher();
         for thumb in orphans {
             let term = Term::from_field_text(self.f.thumbnail, &thumb);
             let query = TermQuery::new(term, IndexRecordOption::Basic);
             let shown = searcher.search(&query, &Count).map_or(true, |n| n > 0);
-            let path = Path::new(&thumb);
-            if !shown
-                && path.starts_with(&dir)
-                && !path.components().any(|c| c == Component::ParentDir)
-            {
-                let _ = std::fs::remove_file(path);
+            // Resolved now, not when the host named it: a folder swapped
+            // for a link since then cannot lead outside the artefact folder.
+            let inside = Path::new(&thumb)
+                .canonicalize()
+                .is_ok_and(|real| real.starts_with(&dir));
+            if !shown && inside {
+                let _ = std::fs::remove_file(&thumb);
             }
         }
     }
