@@ -177,12 +177,6 @@ impl Worker {
             p.state = PluginState::Starting;
             p.restarts += restart as u32;
         });
-        let limits = HostLimits {
-            memory_mb: self.settings.host_memory_mb,
-            start_timeout: Duration::from_secs_f64(self.settings.host_start_timeout_s),
-            nice: self.settings.host_nice,
-            io_idle: self.settings.host_io_idle,
-        };
         let tag = format!("embed-{}", self.starts);
         let args = HostArgs {
             exe: &host_exe(),
@@ -192,7 +186,7 @@ impl Worker {
             cache_dir: &self.settings.cache_dir,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let host = match Host::start(args, limits) {
+        let host = match Host::start(args, HostLimits::from_settings(&self.settings)) {
             Ok(h) => h,
             Err(e) => return self.failed(&e),
         };

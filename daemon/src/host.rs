@@ -42,6 +42,18 @@ pub struct HostLimits {
     pub io_idle: bool,
 }
 
+impl HostLimits {
+    /// The limits the config sets for every host.
+    pub fn from_settings(s: &vx_config::Settings) -> Self {
+        Self {
+            memory_mb: s.host_memory_mb,
+            start_timeout: Duration::from_secs_f64(s.host_start_timeout_s),
+            nice: s.host_nice,
+            io_idle: s.host_io_idle,
+        }
+    }
+}
+
 const IOPRIO_WHO_PROCESS: libc::c_long = 1;
 const IOPRIO_CLASS_IDLE: libc::c_long = 3;
 const IOPRIO_CLASS_SHIFT: libc::c_long = 13;

@@ -237,10 +237,7 @@ fn start_embedder(
     }
     if let Some(missing) = vx_models::missing_for_plugin(TEXT_EMBED, &settings.cache_dir) {
         tracing::warn!(plugin = TEXT_EMBED, "not started: {missing}");
-        state.set_plugin(TEXT_EMBED, 0, |p| {
-            p.state = vx_ctl_protocol::PluginState::Missing;
-            p.last_error = Some(missing.to_string());
-        });
+        state.set_missing(TEXT_EMBED, 0, missing.to_string());
         return Err(missing.to_string());
     }
     embed::Embedder::start(

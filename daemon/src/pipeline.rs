@@ -119,19 +119,11 @@ impl Pipeline {
                     if worker == 0 {
                         tracing::warn!(plugin = %plugin, "not started: {missing}");
                     }
-                    state.set_plugin(plugin, worker, |p| {
-                        p.state = PluginState::Missing;
-                        p.last_error = Some(missing.to_string());
-                    });
+                    state.set_missing(plugin, worker, missing.to_string());
                 }
             }
         }
-        let limits = HostLimits {
-            memory_mb: settings.host_memory_mb,
-            start_timeout: Duration::from_secs_f64(settings.host_start_timeout_s),
-            nice: settings.host_nice,
-            io_idle: settings.host_io_idle,
-        };
+        let limits = HostLimits::from_settings(&settings);
         Self {
             settings,
             state,

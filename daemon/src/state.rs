@@ -221,6 +221,14 @@ impl State {
         update(&mut s.plugins[idx]);
     }
 
+    /// `plugin` is not started: a model it needs is not installed (`why`).
+    pub fn set_missing(&self, plugin: &str, worker: usize, why: String) {
+        self.set_plugin(plugin, worker, |p| {
+            p.state = PluginState::Missing;
+            p.last_error = Some(why);
+        });
+    }
+
     pub fn snapshot(&self, watched: &[PathBuf], index_bytes: u64) -> Status {
         let s = self.lock();
         let failed_paths: HashSet<&PathBuf> = s.failed.keys().map(|(p, _)| p).collect();
