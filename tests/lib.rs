@@ -423,6 +423,22 @@ pub fn segment_fds(pid: i32) -> usize {
         .count()
 }
 
+/// The number after `key` (e.g. `"VmHWM:"`, in kB, or `"Threads:"`) in
+/// `/proc/PID/status`; 0 if the process or the key is not there.
+pub fn proc_status(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The most memory `pid` has held at once, in MB.
+pub fn peak_rss_mb(pid: i32) -> u64 {
+    proc_status(pid as u32, "VmHWM:") / 1024
+}
+
 /// Waits until `check` holds, polling; false on timeout.
 pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

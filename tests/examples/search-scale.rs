@@ -203,15 +203,6 @@ fn du(path: &Path) -> u64 {
     }
 }
 
-fn proc_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args
@@ -453,10 +444,10 @@ fn main() {
     );
     println!(
         "  vxd memory: VmRSS {:.0} MB (anon {:.0} MB, file {:.0} MB), VmHWM {:.0} MB",
-        proc_kib(pid, "VmRSS:") as f64 / 1024.0,
-        proc_kib(pid, "RssAnon:") as f64 / 1024.0,
-        proc_kib(pid, "RssFile:") as f64 / 1024.0,
-        proc_kib(pid, "VmHWM:") as f64 / 1024.0
+        vx_e2e::proc_status(pid, "VmRSS:") as f64 / 1024.0,
+        vx_e2e::proc_status(pid, "RssAnon:") as f64 / 1024.0,
+        vx_e2e::proc_status(pid, "RssFile:") as f64 / 1024.0,
+        vx_e2e::proc_status(pid, "VmHWM:") as f64 / 1024.0
     );
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };

@@ -43,13 +43,12 @@ fn every_bad_input_is_indexed_or_failed_with_a_reason() {
     });
     d.wait_idle(300);
     assert!(process_alive(d.pid()));
-    let peak_kb: u64 = std::fs::read_to_string(format!("/proc/{}/status", d.pid()))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    assert!(peak_kb < 1_500_000, "vxd peaked at {} MB", peak_kb / 1024);
+    let peak_kb = proc_status(d.pid() as u32, "VmHWM:");
+    assert!(
+        peak_kb > 0 && peak_kb < 1_500_000,
+        "vxd peaked at {} MB",
+        peak_kb / 1024
+    );
 
     let mut outcome = BTreeMap::new();
     for f in files(&d.media) {
