@@ -275,11 +275,7 @@ impl Pipeline {
                 drop(state);
                 return Err(format!("plugin not running: {}", why.unwrap_or(last_error)));
             }
-            let needs = self.slots[i].needs.unwrap_or(Needs {
-                frame_max_side: None,
-                audio: false,
-                text_embedding: None,
-            });
+            let needs = self.slots[i].needs.unwrap_or_default();
             let job = Job {
                 id: self.next_job_id,
                 frames: needs

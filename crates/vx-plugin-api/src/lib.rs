@@ -33,7 +33,7 @@ use vx_wire::{WireError, read_frame, write_frame};
 /// impl Plugin for HasPictures {
 ///     fn name(&self) -> &str { "has-pictures" }
 ///     fn version(&self) -> &str { "1" }
-///     fn needs(&self) -> Needs { Needs { frame_max_side: Some(64), ..Needs::default() } }
+///     fn needs(&self) -> Needs { Needs::frames(64) }
 ///     fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {
 ///         let frames = input.frames()?;
 ///         let segments = frames
@@ -305,11 +305,7 @@ mod tests {
             "1"
         }
         fn needs(&self) -> Needs {
-            Needs {
-                frame_max_side: Some(32),
-                audio: false,
-                text_embedding: None,
-            }
+            Needs::frames(32)
         }
         fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {
             let n = input.frames()?.len();

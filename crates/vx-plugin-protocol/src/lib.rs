@@ -90,6 +90,32 @@ pub struct Needs {
     pub text_embedding: Option<u32>,
 }
 
+impl Needs {
+    /// Frames fitted inside `max_side × max_side`, and nothing else.
+    pub fn frames(max_side: u32) -> Self {
+        Self {
+            frame_max_side: Some(max_side),
+            ..Self::default()
+        }
+    }
+
+    /// The audio track, and nothing else.
+    pub fn audio() -> Self {
+        Self {
+            audio: true,
+            ..Self::default()
+        }
+    }
+
+    /// No files: texts to embed into vectors of `dims` dimensions.
+    pub fn text_embedding(dims: u32) -> Self {
+        Self {
+            text_embedding: Some(dims),
+            ..Self::default()
+        }
+    }
+}
+
 /// Why a plugin could not process one file: data in its reply, recorded for
 /// that file and plugin only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

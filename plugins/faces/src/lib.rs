@@ -141,11 +141,7 @@ impl Plugin for Faces {
     }
 
     fn needs(&self) -> Needs {
-        Needs {
-            frame_max_side: Some(640),
-            audio: false,
-            text_embedding: None,
-        }
+        Needs::frames(640)
     }
 
     fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {

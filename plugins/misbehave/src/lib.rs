@@ -76,9 +76,8 @@ impl Plugin for Misbehave {
 
     fn needs(&self) -> Needs {
         Needs {
-            frame_max_side: Some(640),
             audio: true,
-            text_embedding: None,
+            ..Needs::frames(640)
         }
     }
 

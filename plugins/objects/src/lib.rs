@@ -242,11 +242,7 @@ impl Plugin for Objects {
     }
 
     fn needs(&self) -> Needs {
-        Needs {
-            frame_max_side: Some(640),
-            audio: false,
-            text_embedding: None,
-        }
+        Needs::frames(640)
     }
 
     fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {

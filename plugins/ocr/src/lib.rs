@@ -162,11 +162,7 @@ impl Plugin for Ocr {
     }
 
     fn needs(&self) -> Needs {
-        Needs {
-            frame_max_side: Some(FRAME_MAX_SIDE),
-            audio: false,
-            text_embedding: None,
-        }
+        Needs::frames(FRAME_MAX_SIDE)
     }
 
     fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {

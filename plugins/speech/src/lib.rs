@@ -214,11 +214,7 @@ impl Plugin for Speech {
         &self.version
     }
     fn needs(&self) -> Needs {
-        Needs {
-            frame_max_side: None,
-            audio: true,
-            text_embedding: None,
-        }
+        Needs::audio()
     }
     fn process(&mut self, input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {
         if let Some(rate) = input.job.audio.map(|a| a.sample_rate)

@@ -97,10 +97,7 @@ impl Plugin for TextEmbed {
     }
 
     fn needs(&self) -> Needs {
-        Needs {
-            text_embedding: Some(DIMS as u32),
-            ..Needs::default()
-        }
+        Needs::text_embedding(DIMS as u32)
     }
 
     fn process(&mut self, _input: &JobInput<'_>) -> Result<PluginOutput, PluginError> {
