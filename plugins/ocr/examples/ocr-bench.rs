@@ -12,7 +12,6 @@ mod fixtures;
 use std::time::Instant;
 
 use vx_models::GraphOptimizationLevel;
-use vx_plugin_api::Frame;
 use vx_plugin_ocr::Ocr;
 use vx_plugin_ocr::ppocr::PpOcr;
 use vx_plugin_ocr::tesseract::Tesseract;
@@ -27,21 +26,12 @@ struct Entry {
 /// (wrong characters, characters) over `samples`.
 fn errors(ocr: &mut Ocr, samples: &[fixtures::Sample]) -> (usize, usize) {
     samples.iter().fold((0, 0), |(e, n), s| {
-        let got = read_text(ocr, &s.frame());
+        let got = fixtures::read_text(ocr, &s.frame());
         (
             e + edit_distance(&s.text(), &got),
             n + s.text().chars().count(),
         )
     })
-}
-
-fn read_text(ocr: &mut Ocr, frame: &Frame<'_>) -> String {
-    let lines = ocr.read(frame).expect("read");
-    lines
-        .iter()
-        .map(|l| l.text.as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn percent((errors, chars): (usize, usize)) -> f64 {

@@ -8,7 +8,7 @@ mod fixtures;
 
 use std::collections::BTreeMap;
 
-use vx_plugin_api::{Frame, HostContext};
+use vx_plugin_api::HostContext;
 use vx_plugin_ocr::text::edit_distance;
 use vx_plugin_ocr::{EngineKind, Ocr};
 
@@ -20,21 +20,12 @@ fn open(kind: EngineKind) -> Ocr {
     Ocr::with_engine(&ctx, kind).unwrap_or_else(|e| panic!("{kind:?}: {e}"))
 }
 
-fn read_text(ocr: &mut Ocr, frame: &Frame<'_>) -> String {
-    let lines = ocr.read(frame).expect("read");
-    lines
-        .iter()
-        .map(|l| l.text.as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// (errors, characters) per sample group, and overall under "all".
 fn accuracy(kind: EngineKind, samples: &[fixtures::Sample]) -> BTreeMap<String, (usize, usize)> {
     let mut ocr = open(kind);
     let mut groups = BTreeMap::new();
     for s in samples {
-        let (want, got) = (s.text(), read_text(&mut ocr, &s.frame()));
+        let (want, got) = (s.text(), fixtures::read_text(&mut ocr, &s.frame()));
         let errors = edit_distance(&want, &got);
         if errors > 0 {
             eprintln!(
