@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
-use vx_plugin_protocol::{MediaKind, SegmentResult};
+use vx_plugin_protocol::MediaKind;
 
 pub use search::{Query, SEMANTIC_FLOOR, Semantic};
 pub use vectors::{VectorStore, text_key};
@@ -99,11 +99,6 @@ pub fn embed_text(text: &str, labels: &[String]) -> Option<String> {
         }
     }
     (!seen.is_empty()).then(|| seen.join(", "))
-}
-
-/// The embed text of a segment result; see [`embed_text`].
-pub fn segment_embed_text(s: &SegmentResult) -> Option<String> {
-    embed_text(&s.text, &s.labels)
 }
 
 pub struct MediaIndex {
@@ -208,6 +203,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use vx_ctl_protocol::{Hit, SearchFilters, SearchMode, SearchRequest};
+    use vx_plugin_protocol::SegmentResult;
 
     use super::*;
 

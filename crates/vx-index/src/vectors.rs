@@ -97,10 +97,6 @@ impl VectorStore {
         &self.model
     }
 
-    pub fn dims(&self) -> usize {
-        self.dims
-    }
-
     pub fn len(&self) -> usize {
         self.keys.len()
     }
