@@ -7,7 +7,7 @@
 # Usage: scripts/measure-search.sh [SEGMENTS…]   (after scripts/setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p vxd -p vx-plugin-host
+cargo build --release -p vxd -p vx-plugin-host -p vx-decoder
 cargo build --release -p vx-e2e --example search-scale
 SIZES=("${@:-10000 100000 1000000}")
 for n in ${SIZES[@]}; do

@@ -18,7 +18,8 @@ pub fn bin_dir() -> PathBuf {
     assert!(
         dir.join("vxd").exists()
             && dir.join("vxctl").exists()
-            && dir.join("vx-plugin-host").exists(),
+            && dir.join("vx-plugin-host").exists()
+            && dir.join("vx-decoder").exists(),
         "binaries missing in {}: run `cargo build --release --workspace` first (scripts/test.sh does)",
         dir.display()
     );

@@ -22,12 +22,17 @@ pub fn status(s: &Status) -> String {
     let f = &s.files;
     let mood = if s.paused {
         "paused"
+    } else if s.stalled.is_some() {
+        "held up"
     } else if s.idle {
         "idle"
     } else {
         "working"
     };
     outln!(out, "vxd {} (pid {}) — {mood}", s.version, s.pid);
+    if let Some(why) = &s.stalled {
+        outln!(out, "⚠ {}", shell::printable(why));
+    }
     let mut row = |label: &str, text: String| outln!(out, "{label:<10}{text}");
     for (i, w) in s.watched.iter().enumerate() {
         row(if i == 0 { "watching" } else { "" }, shell::display(w));

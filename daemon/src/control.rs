@@ -105,7 +105,10 @@ impl Control {
             "in progress"
         } else if s.queue.iter().any(|(_, p)| p == &path) {
             "queued"
-        } else if failures.iter().any(|f| f.plugin == crate::pipeline::DECODE) {
+        } else if failures
+            .iter()
+            .any(|f| crate::pipeline::fails_whole_file(&f.plugin))
+        {
             "failed"
         } else if s.indexed.contains(&path) || indexed.is_some() {
             "indexed"

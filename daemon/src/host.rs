@@ -134,35 +134,7 @@ impl Host {
             .arg("--threads")
             .arg(threads.to_string())
             .stdin(Stdio::null());
-        let bytes = limits.memory_mb.saturating_mul(1 << 20);
-        // SAFETY: prctl, setrlimit, setpriority and ioprio_set are plain
-        // syscalls, async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let check = |rc: libc::c_long| {
-                    if rc < 0 {
-                        Err(std::io::Error::last_os_error())
-                    } else {
-                        Ok(())
-                    }
-                };
-                check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) as libc::c_long)?;
-                let cap = libc::rlimit {
-                    rlim_cur: bytes,
-                    rlim_max: bytes,
-                };
-                check(libc::setrlimit(libc::RLIMIT_AS, &cap) as libc::c_long)?;
-                // Best effort: a vxd already niced lower than `nice` may not
-                // raise its children's priority back (EACCES), and that must
-                // not stop the host from starting.
-                libc::setpriority(libc::PRIO_PROCESS, 0, limits.nice);
-                if limits.io_idle {
-                    let prio = IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT;
-                    libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio);
-                }
-                Ok(())
-            });
-        }
+        limit(&mut cmd, limits);
         let mut child = cmd.spawn().map_err(HostFailure::Spawn)?;
         match accept_hello(&listener, &mut child, plugin, limits) {
             Ok((conn, version, needs)) => Ok(Host {
@@ -283,14 +255,10 @@ impl Host {
 
     /// Describes how the host ended, after giving it a moment to finish dying.
     fn died(&mut self, fallback: &str) -> HostFailure {
-        let until = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < until {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return HostFailure::Died(describe(status, self.limits));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        HostFailure::Died(fallback.to_owned())
+        HostFailure::Died(match exit_status(&mut self.child, Duration::from_secs(2)) {
+            Some(status) => describe(status, self.limits),
+            None => fallback.to_owned(),
+        })
     }
 
     /// Asks the host to exit, and kills it if it does not within a second.
@@ -416,13 +384,61 @@ fn read_handshake<T>(
     }
 }
 
-fn kill_and_reap(child: &mut Child) {
+/// Makes `cmd`'s child die with vxd, and caps its address space and its CPU
+/// and I/O priority: for model hosts and the decoder alike.
+pub fn limit(cmd: &mut Command, limits: HostLimits) {
+    let bytes = limits.memory_mb.saturating_mul(1 << 20);
+    // SAFETY: prctl, setrlimit, setpriority and ioprio_set are plain
+    // syscalls, async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let check = |rc: libc::c_long| {
+                if rc < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) as libc::c_long)?;
+            let cap = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            check(libc::setrlimit(libc::RLIMIT_AS, &cap) as libc::c_long)?;
+            // Best effort: a vxd already niced lower than `nice` may not
+            // raise its children's priority back (EACCES), and that must
+            // not stop the host from starting.
+            libc::setpriority(libc::PRIO_PROCESS, 0, limits.nice);
+            if limits.io_idle {
+                let prio = IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT;
+                libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// How `child` ended, given up to `wait` to finish dying.
+pub fn exit_status(child: &mut Child, wait: Duration) -> Option<ExitStatus> {
+    let until = Instant::now() + wait;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            _ => return None,
+        }
+    }
+}
+
+pub fn kill_and_reap(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
 
 /// "exit status 3", "killed by SIGSEGV", "memory limit 2048 MiB exceeded".
-fn describe(status: ExitStatus, limits: HostLimits) -> String {
+pub fn describe(status: ExitStatus, limits: HostLimits) -> String {
     match status.code() {
         Some(EXIT_OUT_OF_MEMORY) => {
             return format!("memory limit {} MiB exceeded", limits.memory_mb);
@@ -448,11 +464,20 @@ fn describe(status: ExitStatus, limits: HostLimits) -> String {
 
 /// The `vx-plugin-host` binary beside this `vxd`, or `VX_PLUGIN_HOST`.
 pub fn host_exe() -> PathBuf {
-    if let Some(p) = std::env::var_os("VX_PLUGIN_HOST") {
+    sibling_exe("VX_PLUGIN_HOST", "vx-plugin-host")
+}
+
+/// The `vx-decoder` binary beside this `vxd`, or `VX_DECODER`.
+pub fn decoder_exe() -> PathBuf {
+    sibling_exe("VX_DECODER", "vx-decoder")
+}
+
+fn sibling_exe(var: &str, name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
         return p.into();
     }
     std::env::current_exe()
         .ok()
-        .and_then(|p| p.parent().map(|d| d.join("vx-plugin-host")))
-        .unwrap_or_else(|| PathBuf::from("vx-plugin-host"))
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
 }

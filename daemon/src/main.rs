@@ -6,6 +6,7 @@
 //! ARCHITECTURE.md for the whole picture.
 
 mod control;
+mod decode;
 mod embed;
 mod host;
 mod pipeline;
@@ -29,7 +30,7 @@ use vx_index::MediaIndex;
 
 use crate::control::Control;
 use crate::pipeline::Pipeline;
-use crate::state::State;
+use crate::state::{InProgress, State};
 
 #[derive(Parser)]
 #[command(
@@ -124,6 +125,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    let (in_progress, suspects) = InProgress::open(settings.state_dir.join("in-progress"))
+        .context("cannot open the in-progress notes")?;
+    for (path, deaths) in &suspects {
+        tracing::warn!(path = %path.display(), deaths, "vxd stopped while working on this file");
+    }
+    state.lock().suspects = suspects;
+    let in_progress = Arc::new(in_progress);
     let socket_dir = control::prepare_socket_dir(&settings.socket)?;
     // Plugins are listed in status in the configured order, the embedder last.
     let pipelines: Vec<Pipeline> = (0..settings.jobs)
@@ -134,6 +142,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 index.clone(),
                 socket_dir.clone(),
                 worker,
+                in_progress.clone(),
             )
         })
         .collect();
@@ -287,6 +296,8 @@ fn one_line_status(state: &State) -> String {
     let queued = s.queue.len() + s.settling;
     let mood = if s.paused {
         "paused"
+    } else if let Some(why) = &s.stalled {
+        why
     } else if busy + queued == 0 {
         "idle"
     } else {

@@ -1,8 +1,11 @@
-//! The worker: takes files off the queue, decodes each once into shared
-//! memory, runs every plugin host on it, and commits the results.
+//! The worker: takes files off the queue, has each decoded once into shared
+//! memory (by its decoder subprocess), runs every plugin host on it, and
+//! commits the results.
 //!
 //! A failure is recorded for that file and that plugin only. The file document
 //! and the other plugins' results are still indexed, and the daemon moves on.
+//! A failure that says the machine is short of something (memory, file
+//! descriptors, disk) is not recorded: the file is tried again later.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -11,20 +14,33 @@ use std::time::{Duration, Instant};
 
 use vx_config::Settings;
 use vx_ctl_protocol::PluginState;
+use vx_decoder::Summary;
 use vx_index::{FileRecord, MediaIndex};
 use vx_media::{DecodeOptions, Packed};
 use vx_plugin_protocol::{FrameRef, Job, MediaKind, Needs, SegmentResult, ShmRef};
 
-use crate::host::{Host, HostArgs, HostFailure, HostLimits, host_exe};
-use crate::state::State;
+use crate::decode::{Decoder, Failure};
+use crate::host::{Host, HostArgs, HostFailure, HostLimits, decoder_exe, host_exe};
+use crate::state::{InProgress, State};
 use crate::validate;
 
 /// The "plugin" name failures of decoding itself are recorded under.
 pub const DECODE: &str = "decode";
-/// A file whose results could not be committed is queued again after this.
-const COMMIT_RETRY: Duration = Duration::from_secs(5);
-/// The "plugin" name vxd's own failures (a panic) are recorded under.
+/// A commit that failed is tried again after this, and so is a file whose
+/// work failed for want of memory, file descriptors or disk.
+const RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// A file that fails for want of resources this many times fails for good
+/// (until it changes).
+const MAX_TEMPORARY_FAILURES: u32 = 5;
+/// A file on which vxd itself died this many times fails for good.
+const MAX_DEATHS_ON_A_FILE: u32 = 3;
+/// The "plugin" name vxd's own failures (a panic, a death) are recorded under.
 const VXD: &str = "vxd";
+
+/// A failure of the whole file (not of one plugin): it is not indexed.
+pub fn fails_whole_file(plugin: &str) -> bool {
+    plugin == DECODE || plugin == VXD
+}
 
 /// A plugin whose host fails to start this many times in a row is disabled
 /// until vxd restarts...
@@ -90,6 +106,8 @@ pub struct Pipeline {
     next_job_id: u64,
     /// Which of the `jobs` workers this is; each owns its own hosts.
     worker: usize,
+    decoder: Decoder,
+    in_progress: Arc<InProgress>,
 }
 
 impl Pipeline {
@@ -99,6 +117,7 @@ impl Pipeline {
         index: Arc<MediaIndex>,
         socket_dir: PathBuf,
         worker: usize,
+        in_progress: Arc<InProgress>,
     ) -> Self {
         // A plugin whose models are missing is not started: status says
         // which model and how to install it.
@@ -124,6 +143,11 @@ impl Pipeline {
             }
         }
         let limits = HostLimits::from_settings(&settings);
+        let decoder = Decoder::new(
+            decoder_exe(),
+            limits,
+            Duration::from_secs_f64(settings.decode_stall_s),
+        );
         Self {
             settings,
             state,
@@ -134,6 +158,8 @@ impl Pipeline {
             socket_dir,
             next_job_id: 1,
             worker,
+            decoder,
+            in_progress,
         }
     }
 
@@ -146,11 +172,16 @@ impl Pipeline {
         while let Some(path) = self.state.next_job(self.worker) {
             let span = tracing::info_span!("file", worker = self.worker, path = %path.display());
             let _enter = span.enter();
+            let deaths = self.state.lock().suspects.get(&path).copied();
+            self.in_progress
+                .begin(self.worker, &path, deaths.unwrap_or(0));
             let run =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(&path)));
             if let Err(payload) = run {
                 self.panicked(&path, payload.as_ref());
             }
+            self.in_progress.end(self.worker);
+            self.state.lock().suspects.remove(&path);
             self.state.finish(self.worker);
             self.purge_stale_once();
         }
@@ -260,7 +291,7 @@ impl Pipeline {
         job: &Job,
         packed: &Packed,
         deadline: Duration,
-    ) -> Result<Vec<SegmentResult>, String> {
+    ) -> Result<Vec<SegmentResult>, Failure> {
         let plugin = self.slots[i].plugin.clone();
         let mut last_error = String::new();
         for attempt in 1..=2 {
@@ -273,7 +304,10 @@ impl Pipeline {
                     .find(|p| p.name == plugin && p.worker == worker)
                     .and_then(|p| p.last_error.clone());
                 drop(state);
-                return Err(format!("plugin not running: {}", why.unwrap_or(last_error)));
+                return Err(Failure::File(format!(
+                    "plugin not running: {}",
+                    why.unwrap_or(last_error)
+                )));
             }
             let needs = self.slots[i].needs.unwrap_or_default();
             let job = Job {
@@ -303,7 +337,12 @@ impl Pipeline {
                     slot.failed_files_in_a_row = 0;
                     self.state
                         .set_plugin(&plugin, self.worker, |p| p.state = PluginState::Ready);
-                    let segments = outcome.map_err(|e| e.to_string())?.segments;
+                    let segments = outcome
+                        .map_err(|e| match e.temporary {
+                            true => Failure::Temporary(e.to_string()),
+                            false => Failure::File(e.to_string()),
+                        })?
+                        .segments;
                     let (segments, notes) = validate::check(segments, &job.artefact_dir);
                     if !notes.is_empty() {
                         let notes = notes.join("; ");
@@ -326,7 +365,7 @@ impl Pipeline {
                 }
             }
         }
-        Err(last_error)
+        Err(Failure::File(last_error))
     }
 
     /// The running plugins and their versions, e.g. `keyframes@1,ocr@2`.
@@ -444,6 +483,7 @@ impl Pipeline {
         {
             panic!("fault injection: {}", path.display());
         }
+
         let meta = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => m,
             _ if crate::watch::gone(path, &self.settings.watch) => {
@@ -487,10 +527,12 @@ impl Pipeline {
         if up_to_date {
             tracing::debug!("up to date");
             let mut state = self.state.lock();
-            if !state
+            let failed = state
                 .failed
-                .contains_key(&(path.to_owned(), DECODE.to_owned()))
-            {
+                .range((path.to_owned(), String::new())..)
+                .take_while(|((p, _), _)| p == path)
+                .any(|((_, plugin), _)| fails_whole_file(plugin));
+            if !failed {
                 state.indexed.insert(path.to_owned());
             }
             return;
@@ -579,24 +621,23 @@ impl Pipeline {
             max_audio_s: self.settings.max_audio_s,
             ..DecodeOptions::default()
         };
-        let (mut decoded, packed) =
-            match vx_media::decode(path, &opts).and_then(|d| vx_media::pack(&d).map(|p| (d, p))) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!("cannot decode: {e}");
-                    // Indexed by name with the failure, so it is not retried until it changes.
-                    record.failures.push((DECODE.into(), e.to_string()));
-                    // The results of the plugins that did not need to run stay.
-                    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-                    self.index_file(&record, &[], &keep);
-                    return;
-                }
-            };
+        let (decoded, packed) = match self.decode(path, &opts) {
+            Ok(d) => d,
+            Err((_, Failure::Temporary(why))) if self.may_retry(path) => {
+                return self.retry_later(&record, why);
+            }
+            Err((plugin, Failure::File(reason) | Failure::Temporary(reason))) => {
+                tracing::warn!("cannot decode: {reason}");
+                // Indexed by name with the failure, so it is not retried until it changes.
+                record.failures.push((plugin.into(), reason));
+                // The results of the plugins that did not need to run stay.
+                let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+                self.index_file(&record, &[], &keep);
+                return;
+            }
+        };
         let decode_s = started.elapsed().as_secs_f64();
-        // The plugins read the packed copy: free this one while they work.
-        let decoded_s = decoded.decoded_s();
-        decoded.renditions = vec![];
-        decoded.audio = None;
+        let decoded_s = decoded.decoded_s;
         if decoded.audio_cut {
             self.state.lock().warn(format!(
                 "{}: only the first {:.0} s of audio were decoded (max_audio_s)",
@@ -604,12 +645,12 @@ impl Pipeline {
                 self.settings.max_audio_s
             ));
         }
-        record.kind = decoded.kind();
-        record.container = decoded.container.clone();
+        record.kind = decoded.kind;
+        record.container = decoded.container;
         record.duration_s = decoded.duration_s;
         record.created = decoded.created;
-        record.video_codec = decoded.video_codec.clone();
-        record.audio_codec = decoded.audio_codec.clone();
+        record.video_codec = decoded.video_codec;
+        record.audio_codec = decoded.audio_codec;
         record.width = decoded.width;
         record.height = decoded.height;
         let job = Job {
@@ -636,6 +677,7 @@ impl Pipeline {
         );
 
         let mut results: Vec<(String, Vec<SegmentResult>)> = vec![];
+        let mut short_of = None;
         for i in 0..self.slots.len() {
             let plugin = self.slots[i].plugin.clone();
             if keep.contains(&plugin) || !self.slots[i].is_running() {
@@ -643,10 +685,18 @@ impl Pipeline {
             }
             match self.run_plugin(i, &job, &packed, deadline) {
                 Ok(segments) => results.push((plugin, segments)),
-                Err(reason) => record.failures.push((plugin, reason)),
+                Err(Failure::Temporary(why)) if self.may_retry(path) => {
+                    short_of = Some(format!("plugin {plugin}: {why}"));
+                }
+                Err(Failure::File(reason) | Failure::Temporary(reason)) => {
+                    record.failures.push((plugin, reason));
+                }
             }
         }
         drop(packed); // every host has answered or died: release the segment
+        if let Some(why) = short_of {
+            return self.retry_later(&record, why);
+        }
 
         let segments: Vec<(&str, &SegmentResult)> = results
             .iter()
@@ -664,21 +714,87 @@ impl Pipeline {
         );
     }
 
+    /// Decodes `path` in the subprocess, unless vxd itself died on it too
+    /// often. A failure comes with the name it is recorded under.
+    fn decode(
+        &mut self,
+        path: &Path,
+        opts: &DecodeOptions,
+    ) -> Result<(Summary, Packed), (&'static str, Failure)> {
+        let deaths = self.state.lock().suspects.get(path).copied().unwrap_or(0);
+        if deaths >= MAX_DEATHS_ON_A_FILE {
+            return Err((
+                VXD,
+                Failure::File(format!(
+                    "vxd stopped {deaths} times while working on this file (a crash, or \
+                     killed for memory); it is not tried again until it changes"
+                )),
+            ));
+        }
+        #[cfg(feature = "fault-injection")]
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("vxd-abort"))
+        {
+            std::process::abort(); // as a crash inside vxd would
+        }
+        self.decoder.decode(path, opts).map_err(|f| (DECODE, f))
+    }
+
+    /// Whether a file that failed for want of resources gets another try.
+    fn may_retry(&self, path: &Path) -> bool {
+        let tries = self.state.lock().temporary_failures.get(path).copied();
+        tries.unwrap_or(0) + 1 < MAX_TEMPORARY_FAILURES
+    }
+
+    /// The machine was short of something while this file was worked on:
+    /// nothing is recorded, and the file is queued again after a pause that
+    /// also gives the machine room.
+    fn retry_later(&self, record: &FileRecord, why: String) {
+        let path = &record.path;
+        {
+            let mut s = self.state.lock();
+            *s.temporary_failures.entry(path.clone()).or_default() += 1;
+            s.warn(format!("{}: {why}; it will be tried again", path.display()));
+        }
+        std::thread::sleep(RETRY_PAUSE);
+        self.state.enqueue(path.clone(), record.size);
+    }
+
     /// Commits the file with its results and failures (the segments of the
-    /// plugins in `keep` stay as indexed), and tells the state.
+    /// plugins in `keep` stay as indexed), and tells the state. A commit
+    /// that fails (a full disk) is rolled back and tried again every few
+    /// seconds with the same results: indexing is held up until it works,
+    /// and status says why.
     fn index_file(&self, record: &FileRecord, segments: &[(&str, &SegmentResult)], keep: &[&str]) {
         let path = &record.path;
-        if let Err(e) = self.index.put_and_commit(record, segments, keep) {
-            // Rolled back (a full disk, say): nothing of it is in the index.
-            // The file is done again later rather than counted as indexed.
+        while let Err(e) = self.index.put_and_commit(record, segments, keep) {
             tracing::error!("index commit failed: {e}");
-            self.state.lock().warn(format!(
-                "the index could not be written ({e}); files are retried every {} s",
-                COMMIT_RETRY.as_secs()
-            ));
-            std::thread::sleep(COMMIT_RETRY);
-            self.state.enqueue(path.clone(), record.size);
-            return;
+            let why = if disk_full(&self.settings.state_dir) {
+                format!(
+                    "state dir full ({}): indexing is paused until space is freed",
+                    self.settings.state_dir.display()
+                )
+            } else {
+                format!(
+                    "the index cannot be written ({e}); trying again every {} s",
+                    RETRY_PAUSE.as_secs()
+                )
+            };
+            let mut s = self.state.lock();
+            if s.shutting_down {
+                return; // not in the index, so it is done again at the next start
+            }
+            s.stalled = Some(why);
+            drop(s);
+            std::thread::sleep(RETRY_PAUSE);
+        }
+        {
+            let mut s = self.state.lock();
+            if s.stalled.take().is_some() {
+                tracing::info!("the index is writable again: indexing resumes");
+            }
+            s.temporary_failures.remove(path);
         }
         self.state.lock().index_generation += 1;
         // Deleted while it was decoded or read by the plugins: the watcher's
@@ -690,7 +806,7 @@ impl Pipeline {
             self.remove_and_commit(&[path.clone()]);
             return;
         }
-        if record.failures.iter().all(|(p, _)| p != DECODE) {
+        if !record.failures.iter().any(|(p, _)| fails_whole_file(p)) {
             self.state.lock().indexed.insert(path.clone());
         }
         for (plugin, reason) in &record.failures {
@@ -726,6 +842,25 @@ fn frames_nearest(packed: &Packed, side: u32) -> Vec<FrameRef> {
         .map(|(_, frames)| frames.clone())
         .unwrap_or_default()
 }
+
+/// Whether the file system under `dir` is (nearly) out of space. Asked after
+/// a commit failed: tantivy's errors do not always keep the cause.
+fn disk_full(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statvfs fills the zeroed struct; `c` is a valid C string.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        libc::statvfs(c.as_ptr(), &mut st) == 0
+            && (st.f_bavail as u64).saturating_mul(st.f_frsize as u64) < DISK_FULL_BELOW
+    }
+}
+
+/// Less free space than this under the state dir counts as full: a commit
+/// needs room for new segment files before it frees the old ones.
+const DISK_FULL_BELOW: u64 = 4 << 20;
 
 /// BLAKE3 of the whole file. Exact, so a copy is never confused with an edit
 /// of the same length; and cheap next to decoding, which reads it all anyway.

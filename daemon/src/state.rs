@@ -2,7 +2,7 @@
 //! workers and the control server. One mutex: every update is a few map
 //! operations.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -57,6 +57,14 @@ pub struct Inner {
     pub vectors: u64,
     /// The text-embed host is up, so the backlog will drain.
     pub embedder_up: bool,
+    /// Files vxd was working on when it last died, with how many times in
+    /// a row that happened. They wait until the rest of the queue is done,
+    /// and one that keeps taking vxd down fails.
+    pub suspects: HashMap<PathBuf, u32>,
+    /// Temporary failures (short of memory, fds or disk) per file so far.
+    pub temporary_failures: HashMap<PathBuf, u32>,
+    /// Why indexing is held up, e.g. the state dir is full.
+    pub stalled: Option<String>,
 }
 
 impl Inner {
@@ -127,7 +135,14 @@ impl State {
             if !s.paused {
                 // Skip a file another worker holds (it was queued again while in progress).
                 let busy: HashSet<PathBuf> = s.working.values().map(|c| c.path.clone()).collect();
-                if let Some(next) = s.queue.iter().find(|(_, p)| !busy.contains(p)).cloned() {
+                let free = |p: &PathBuf| !busy.contains(p);
+                let next = s
+                    .queue
+                    .iter()
+                    .find(|(_, p)| free(p) && !s.suspects.contains_key(p))
+                    .or_else(|| s.queue.iter().find(|(_, p)| free(p)))
+                    .cloned();
+                if let Some(next) = next {
                     s.queue.remove(&next);
                     s.working.insert(
                         worker,
@@ -279,7 +294,56 @@ impl State {
             vectors: s.vectors,
             embed_backlog: s.embed_backlog,
             failed_files_omitted: s.failed.len().saturating_sub(MAX_LISTED_FAILURES) as u64,
+            stalled: s.stalled.clone(),
         }
+    }
+}
+
+/// Where each worker notes the file it is working on, so that after vxd
+/// itself died (a crash in a library, the OOM killer) the next vxd knows
+/// which files were in progress. One small file per worker: a count of
+/// deaths on that file so far, a newline, then the path's bytes.
+pub struct InProgress {
+    dir: PathBuf,
+}
+
+impl InProgress {
+    /// Opens `dir`, and returns the files that were in progress when the
+    /// last vxd stopped without finishing them, each with its deaths so far
+    /// (this one included).
+    pub fn open(dir: PathBuf) -> std::io::Result<(Self, HashMap<PathBuf, u32>)> {
+        use std::os::unix::ffi::OsStrExt;
+        std::fs::create_dir_all(&dir)?;
+        let mut left = HashMap::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let bytes = std::fs::read(&path)?;
+            std::fs::remove_file(&path)?;
+            let Some(nl) = bytes.iter().position(|&b| b == b'\n') else {
+                continue; // torn while written: vxd died before the file began
+            };
+            let deaths: u32 = std::str::from_utf8(&bytes[..nl])
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let file = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes[nl + 1..]));
+            left.insert(file, deaths + 1);
+        }
+        Ok((Self { dir }, left))
+    }
+
+    pub fn begin(&self, worker: usize, path: &Path, deaths: u32) {
+        use std::os::unix::ffi::OsStrExt;
+        let mut bytes = format!("{deaths}\n").into_bytes();
+        bytes.extend_from_slice(path.as_os_str().as_bytes());
+        // Without it a file that kills vxd is retried in a loop: say so.
+        if let Err(e) = std::fs::write(self.dir.join(worker.to_string()), bytes) {
+            tracing::warn!("cannot note the file in progress: {e}");
+        }
+    }
+
+    pub fn end(&self, worker: usize) {
+        let _ = std::fs::remove_file(self.dir.join(worker.to_string()));
     }
 }
 
@@ -310,5 +374,36 @@ mod tests {
             status.failed_files.len() as u64 + status.failed_files_omitted,
             200_000
         );
+    }
+
+    #[test]
+    fn files_left_in_progress_are_found_with_their_deaths_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("in-progress");
+        let (notes, left) = InProgress::open(journal.clone()).unwrap();
+        assert!(left.is_empty());
+        let odd = PathBuf::from("/m/a name\nwith a newline.mp4");
+        notes.begin(0, &odd, 0);
+        notes.begin(1, Path::new("/m/b.mp4"), 2);
+        notes.begin(2, Path::new("/m/done.mp4"), 0);
+        notes.end(2);
+        drop(notes); // vxd dies here
+        let (_, left) = InProgress::open(journal.clone()).unwrap();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert_eq!(left[&odd], 1);
+        assert_eq!(left[Path::new("/m/b.mp4")], 3);
+        let (_, again) = InProgress::open(journal).unwrap();
+        assert!(again.is_empty(), "each death is counted once");
+    }
+
+    #[test]
+    fn a_suspect_waits_until_the_rest_of_the_queue_is_done() {
+        let state = State::default();
+        state.lock().suspects.insert("/m/a.mp4".into(), 1);
+        state.enqueue("/m/a.mp4".into(), 1);
+        state.enqueue("/m/b.mp4".into(), 100);
+        assert_eq!(state.next_job(0), Some(PathBuf::from("/m/b.mp4")));
+        state.finish(0);
+        assert_eq!(state.next_job(0), Some(PathBuf::from("/m/a.mp4")));
     }
 }

@@ -1,7 +1,7 @@
 //! Crash consistency: vxd is SIGKILLed at seeded random moments while it
 //! indexes 50 files, and restarted each time. At the end every file is in
-//! the index exactly once, status agrees with the index, and no host process
-//! is left over.
+//! the index exactly once, status agrees with the index, and no host or
+//! decoder process is left over.
 
 use std::time::Duration;
 
@@ -21,6 +21,28 @@ fn hosts_of(d: &Daemon) -> usize {
         .filter(|c| {
             let c = String::from_utf8_lossy(c);
             c.contains("vx-plugin-host") && c.contains(&marker)
+        })
+        .count()
+}
+
+/// (command name, parent pid) of a process.
+fn comm_and_parent(pid: &str) -> Option<(String, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, tail) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let ppid = tail.split_whitespace().nth(1)?.to_owned();
+    Some((comm, ppid))
+}
+
+/// Decoder processes whose vxd is gone (other tests' vxds may be running,
+/// with their own decoders).
+fn orphaned_decoders() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| comm_and_parent(&e.file_name().to_string_lossy()))
+        .filter(|(comm, ppid)| {
+            comm == "vx-decoder" && comm_and_parent(ppid).is_none_or(|(parent, _)| parent != "vxd")
         })
         .count()
 }
@@ -54,6 +76,11 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         eventually(Duration::from_secs(5), || hosts_of(&d) <= 1),
         "hosts of killed vxds are left: {}",
         hosts_of(&d)
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || orphaned_decoders() == 0),
+        "decoders of killed vxds are left: {}",
+        orphaned_decoders()
     );
 
     let status = d.json(&["status"]);

@@ -365,3 +365,217 @@ fn has_control_chars(v: &Value) -> bool {
         _ => false,
     }
 }
+
+fn failure_of<'a>(status: &'a Value, name: &str) -> Option<&'a str> {
+    status["failed_files"]
+        .as_array()?
+        .iter()
+        .find(|f| f["path"].as_str().is_some_and(|p| p.ends_with(name)))
+        .and_then(|f| f["reason"].as_str())
+}
+
+/// Decoding runs in a subprocess (vxd built for tests makes it die of
+/// SIGSEGV on `decoder-segv…` and hang on `decoder-hang…`): each such file
+/// fails with the reason, vxd lives on, and the other files are indexed.
+#[test]
+fn a_decoder_that_crashes_or_hangs_fails_that_file_only() {
+    let d = Daemon::start_with("decode_stall_s = 2\n", &[], |m| {
+        let names = ["a.bmp", "decoder-segv.bmp", "decoder-hang.bmp", "b.bmp"];
+        make_images(m, &names.map(String::from));
+    });
+    d.wait_idle(60);
+    let status = d.json(&["status"]);
+    let segv = failure_of(&status, "decoder-segv.bmp").unwrap_or_default();
+    assert!(
+        segv.contains("decoder died on this file twice") && segv.contains("SIGSEGV"),
+        "build with --features vxd/fault-injection (scripts/test.sh does): {status:#}"
+    );
+    let hang = failure_of(&status, "decoder-hang.bmp").unwrap_or_default();
+    assert!(hang.contains("read nothing for 2 s"), "{status:#}");
+    assert_eq!(status["files"]["indexed"], 2, "{status:#}");
+    assert!(process_alive(d.pid()));
+    make_image(&d.media.join("c.png"));
+    assert!(eventually(Duration::from_secs(30), || d.json(&["status"])
+        ["files"]["indexed"]
+        == 3));
+}
+
+/// vxd idle, or not running any more.
+fn idle_or_gone(d: &Daemon) -> bool {
+    if !process_alive(d.pid()) {
+        return true;
+    }
+    let out = d.vxctl(&["status", "--json"]);
+    out.status.success()
+        && serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|s| s["idle"] == true)
+}
+
+/// A file on which vxd itself dies (vxd built for tests aborts on
+/// `vxd-abort…`, as on a crash in a library) waits until the other files
+/// are done, and after three deaths fails with the reason instead of
+/// taking every later vxd down with it.
+#[test]
+fn a_file_that_keeps_killing_vxd_fails_instead_of_looping() {
+    let mut d =
+        Daemon::start(|m| make_images(m, &["a.bmp", "vxd-abort.bmp", "b.bmp"].map(String::from)));
+    let mut deaths = 0;
+    loop {
+        assert!(
+            eventually(Duration::from_secs(60), || idle_or_gone(&d)),
+            "{}",
+            d.log()
+        );
+        if process_alive(d.pid()) {
+            break;
+        }
+        deaths += 1;
+        assert!(deaths <= 3, "vxd keeps dying on the same file\n{}", d.log());
+        d.restart_stopped();
+    }
+    assert_eq!(deaths, 3, "{}", d.log());
+    let status = d.json(&["status"]);
+    let reason = failure_of(&status, "vxd-abort.bmp").unwrap_or_default();
+    assert!(reason.contains("vxd stopped 3 times"), "{status:#}");
+    assert_eq!(status["files"]["indexed"], 2, "{status:#}");
+    // The failure is kept with the file: the next vxd does not try it again.
+    d.restart();
+    d.wait_idle(60);
+    assert!(process_alive(d.pid()), "{}", d.log());
+    let status = d.json(&["status"]);
+    assert!(failure_of(&status, "vxd-abort.bmp").is_some(), "{status:#}");
+}
+
+/// Out of memory, file descriptors or disk for a moment is not the file's
+/// fault: vxd built for tests makes the decoder report ENOMEM on
+/// `decoder-busy…` while a `.busy` file lies beside it. The file is tried
+/// again, is never listed as failed, and is indexed once memory is back.
+#[test]
+fn a_file_that_met_a_short_of_memory_machine_is_tried_again() {
+    let d = Daemon::start(|m| {
+        make_images(m, &["a.bmp", "decoder-busy.bmp"].map(String::from));
+        std::fs::write(m.join("decoder-busy.bmp.busy"), b"").unwrap();
+    });
+    let warned = eventually(Duration::from_secs(30), || {
+        let status = d.json(&["status"]);
+        status["warnings"].to_string().contains("decoder-busy.bmp")
+    });
+    assert!(warned, "{:#}", d.json(&["status"]));
+    std::thread::sleep(Duration::from_secs(6)); // a retry or two
+    let status = d.json(&["status"]);
+    assert!(
+        failure_of(&status, "decoder-busy.bmp").is_none(),
+        "not a failure of the file: {status:#}"
+    );
+    assert_eq!(status["files"]["indexed"], 1, "{status:#}");
+    std::fs::remove_file(d.media.join("decoder-busy.bmp.busy")).unwrap();
+    assert!(
+        eventually(
+            Duration::from_secs(30),
+            || d.json(&["status"])["files"]["indexed"] == 2
+        ),
+        "{:#}",
+        d.json(&["status"])
+    );
+}
+
+/// A tmpfs mounted over a folder for the length of a test.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot mount a tmpfs on {}", dir.display());
+        Tmpfs(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Writes to `path` until the disk is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.write_all(&[0u8; 512]);
+}
+
+/// The state dir fills up mid-run: vxd says so in status, holds indexing
+/// (losing nothing it committed, and no file), and goes on by itself once
+/// there is space again. Needs root, for the tmpfs.
+#[test]
+fn a_full_state_dir_pauses_indexing_until_space_returns() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a small tmpfs as the state dir needs root");
+        return;
+    }
+    let mut tmpfs = None;
+    let d = Daemon::start(|m| {
+        tmpfs = Some(Tmpfs::mount(&m.parent().unwrap().join("state"), "8m"));
+        // Distinct content, so the later files are not copies of the first.
+        let later = m.parent().unwrap().join("later");
+        std::fs::create_dir_all(&later).unwrap();
+        make_images(
+            &later,
+            &["before.bmp", "during1.bmp", "during2.bmp"].map(String::from),
+        );
+        std::fs::rename(later.join("before.bmp"), m.join("before.bmp")).unwrap();
+    });
+    let _tmpfs = tmpfs;
+    d.wait_idle(60);
+    assert_eq!(d.search("before").len(), 1);
+    let ballast = d.root.path().join("state/ballast");
+    fill(&ballast);
+    for name in ["during1.bmp", "during2.bmp"] {
+        std::fs::rename(d.root.path().join("later").join(name), d.media.join(name)).unwrap();
+    }
+    let held = eventually(Duration::from_secs(30), || {
+        d.json(&["status"])["stalled"]
+            .as_str()
+            .is_some_and(|s| s.contains("state dir full"))
+    });
+    let status = d.json(&["status"]);
+    assert!(held, "{status:#}\n{}", d.log());
+    assert_eq!(status["idle"], false, "{status:#}");
+    assert!(
+        d.vxctl(&["status"])
+            .stdout
+            .windows(14)
+            .any(|w| w == b"state dir full"),
+        "vxctl status says it"
+    );
+    // What was committed is still there, and searchable.
+    assert_eq!(d.search("before").len(), 1, "{}", d.log());
+    assert!(process_alive(d.pid()));
+
+    std::fs::remove_file(&ballast).unwrap();
+    d.wait_idle(60);
+    let status = d.json(&["status"]);
+    assert_eq!(status["stalled"], Value::Null, "{status:#}");
+    assert_eq!(status["files"]["indexed"], 3, "{status:#}\n{}", d.log());
+    assert!(
+        status["failed_files"].as_array().unwrap().is_empty(),
+        "{status:#}"
+    );
+    assert_eq!(d.search("during1").len(), 1);
+}

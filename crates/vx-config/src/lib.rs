@@ -72,6 +72,8 @@ pub struct Settings {
     pub max_image_pixels: u64,
     /// Audio past this many seconds of a file is not decoded.
     pub max_audio_s: f64,
+    /// The decoder subprocess is killed when it reads no packet for this long.
+    pub decode_stall_s: f64,
     pub jobs: usize,
     pub host_nice: i32,
     pub host_io_idle: bool,
@@ -98,6 +100,7 @@ impl Default for Settings {
             still_threshold: 3.0,
             max_image_pixels: 100_000_000,
             max_audio_s: 3.0 * 3600.0,
+            decode_stall_s: 60.0,
             jobs: 0,
             host_nice: 10,
             host_io_idle: true,
@@ -196,6 +199,7 @@ impl Settings {
             ("host_start_timeout_s", self.host_start_timeout_s),
             ("deadline_base_s", self.deadline_base_s),
             ("rescan_interval_s", self.rescan_interval_s),
+            ("decode_stall_s", self.decode_stall_s),
         ] {
             if v.is_nan() || v <= 0.0 {
                 return Err(ConfigError::NotPositive(name));

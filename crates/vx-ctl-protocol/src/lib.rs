@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Frozen: never add, remove or reorder fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -240,6 +240,8 @@ pub struct Status {
     /// Failures not listed in `failed_files`, which holds the first
     /// [`MAX_LISTED_FAILURES`] by path (`vxctl status FILE` shows any one).
     pub failed_files_omitted: u64,
+    /// Why indexing is held up and waits, e.g. the state dir is full.
+    pub stalled: Option<String>,
 }
 
 /// Failures listed in a [`Status`], so that it stays small however many

@@ -26,7 +26,8 @@
 //! frame and audio references that jobs carry to the model hosts.
 
 use std::path::Path;
-use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
 
 use ff::format::Pixel;
 use ff::format::sample::{Sample, Type as SampleType};
@@ -55,7 +56,25 @@ pub enum MediaError {
     TooManyPixels { width: u32, height: u32, max: u64 },
 }
 
-#[derive(Debug, Clone)]
+impl MediaError {
+    /// The machine, not the file, is short of something (memory, file
+    /// descriptors): the same file may well decode later.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            Self::Shm(ShmError::Create(e) | ShmError::Map(e)) => {
+                vx_plugin_protocol::is_short_of_resources(e)
+            }
+            Self::Open(ff::Error::Other { errno }) | Self::Decode(ff::Error::Other { errno }) => {
+                vx_plugin_protocol::is_short_of_resources(&std::io::Error::from_raw_os_error(
+                    *errno,
+                ))
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DecodeOptions {
     /// Each kept frame is fitted inside `side × side` for every side listed
     /// here. Empty: no frames are decoded.
@@ -76,6 +95,10 @@ pub struct DecodeOptions {
     /// Audio past this many seconds is not decoded (16 kHz f32 costs
     /// 230 MB an hour); [`Decoded::audio_cut`] says when that happened.
     pub max_audio_s: f64,
+    /// Counts the packets read, for a watchdog in another thread: a count
+    /// that stops moving means FFmpeg is stuck.
+    #[serde(skip)]
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 impl Default for DecodeOptions {
@@ -89,6 +112,7 @@ impl Default for DecodeOptions {
             decoder_threads: 2,
             max_pixels: 100_000_000,
             max_audio_s: 3.0 * 3600.0,
+            progress: None,
         }
     }
 }
@@ -278,6 +302,9 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
     };
 
     for (stream, packet) in input.packets() {
+        if let Some(p) = &opts.progress {
+            p.fetch_add(1, Ordering::Relaxed);
+        }
         if Some(stream.index()) == video_stream {
             let v = video.as_mut().expect("video decoder");
             v.decoder.send_packet(&packet).map_err(MediaError::Decode)?;

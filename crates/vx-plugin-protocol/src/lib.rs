@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Exit status of a host whose plugin panicked (after it sent
 /// [`HostToDaemon::Panicked`]).
@@ -123,6 +123,9 @@ pub struct PluginError {
     pub message: String,
     /// What the user can do about it, if anything.
     pub help: Option<String>,
+    /// The machine was short of something (memory, file descriptors, disk):
+    /// vxd tries the file again later instead of recording the failure.
+    pub temporary: bool,
 }
 
 impl PluginError {
@@ -130,6 +133,16 @@ impl PluginError {
         Self {
             message: message.into(),
             help: None,
+            temporary: false,
+        }
+    }
+
+    /// `context: e`, temporary when `e` says the system is short of a
+    /// resource rather than that the input is bad.
+    pub fn io(context: impl std::fmt::Display, e: &std::io::Error) -> Self {
+        Self {
+            temporary: is_short_of_resources(e),
+            ..Self::new(format!("{context}: {e}"))
         }
     }
 
@@ -150,6 +163,17 @@ impl std::fmt::Display for PluginError {
 }
 
 impl std::error::Error for PluginError {}
+
+/// Out of memory, of file descriptors or of disk space: the system is short
+/// of something for now, and the same work may well succeed later.
+pub fn is_short_of_resources(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{OutOfMemory, QuotaExceeded, StorageFull};
+    // EMFILE and ENFILE have no ErrorKind of their own.
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    matches!(e.kind(), OutOfMemory | StorageFull | QuotaExceeded)
+        || matches!(e.raw_os_error(), Some(EMFILE | ENFILE))
+}
 
 impl From<String> for PluginError {
     fn from(message: String) -> Self {

@@ -46,8 +46,9 @@ impl Plugin for Keyframes {
         let job = input.job;
         let spans = input.frame_spans(&frames);
         let scenes = scene_starts(&frames);
-        std::fs::create_dir_all(&job.artefact_dir)
-            .map_err(|e| format!("cannot create {}: {e}", job.artefact_dir.display()))?;
+        std::fs::create_dir_all(&job.artefact_dir).map_err(|e| {
+            PluginError::io(format!("cannot create {}", job.artefact_dir.display()), &e)
+        })?;
         let stem = path_tag(&job.path);
         let mut segments = Vec::with_capacity(scenes.len());
         for (i, &first) in scenes.iter().enumerate() {
@@ -161,7 +162,7 @@ pub fn phash(f: &Frame<'_>) -> u64 {
 }
 
 /// Box-filters the frame down to at most `THUMB_MAX_SIDE` and writes a JPEG.
-fn write_thumbnail(f: &Frame<'_>, path: &Path) -> Result<(), String> {
+fn write_thumbnail(f: &Frame<'_>, path: &Path) -> Result<(), PluginError> {
     let scale = (THUMB_MAX_SIDE as f32 / f.width.max(f.height) as f32).min(1.0);
     let (tw, th) = (
         ((f.width as f32 * scale) as usize).max(1),
@@ -186,12 +187,13 @@ fn write_thumbnail(f: &Frame<'_>, path: &Path) -> Result<(), String> {
             rgb.extend(acc.map(|a| (a / n) as u8));
         }
     }
-    let jpeg = encode_jpeg(&rgb, tw, th).map_err(|e| format!("jpeg encoding failed: {e}"))?;
+    let jpeg =
+        encode_jpeg(&rgb, tw, th).map_err(|e| PluginError::io("jpeg encoding failed", &e))?;
     // Write then rename, so a reader never sees half a thumbnail.
     let tmp = path.with_extension("jpg.tmp");
     std::fs::write(&tmp, jpeg)
         .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|e| PluginError::io(format!("cannot write {}", path.display()), &e))
 }
 
 fn encode_jpeg(rgb: &[u8], w: usize, h: usize) -> std::io::Result<Vec<u8>> {
