@@ -2,7 +2,8 @@
 //!
 //! `vxd` writes each decoded file into one anonymous memfd ([`SegmentWriter`]),
 //! then seals it against writing, growing and shrinking ([`Segment`]). A model
-//! host maps it read-only through `/proc/<vxd pid>/fd/<fd>` ([`SegmentView`]).
+//! host maps it read-only ([`SegmentView`]): the fd it received with the job,
+//! or else through `/proc/<vxd pid>/fd/<fd>`.
 //! The memory belongs to no file system name, so it is released when the
 //! daemon drops its [`Segment`] and every host has unmapped it, even when a
 //! process is killed: nothing can leak into `/dev/shm`.
@@ -12,7 +13,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use memmap2::{Mmap, MmapMut};
 
@@ -121,6 +122,13 @@ impl SegmentView {
                 path: path.clone(),
                 source,
             })?;
+        Self::from_fd(file.into(), len)
+    }
+
+    /// Maps a segment's fd received from the daemon read-only, with the same
+    /// checks as [`open`](Self::open).
+    pub fn from_fd(fd: OwnedFd, len: u64) -> Result<Self, ShmError> {
+        let file = File::from(fd);
         // SAFETY: fcntl on an fd we own.
         let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
         let needed = libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
