@@ -1,15 +1,15 @@
 //! The decoder subprocess, seen from vxd. Each worker keeps one
 //! `vx-decoder` running (spawned like a model host: dying with vxd, with an
 //! address-space cap and low priority) and asks it for one file at a time.
-//! The segment comes back as an fd over the socket and is checked to be
-//! sealed before a host maps it.
+//! The segment comes back as an fd attached to the reply, and is checked to
+//! be sealed before a host maps it.
 //!
 //! A decoder that dies on a file is replaced and the file tried once more;
 //! a second death, or a decoder that reads nothing for `decode_stall_s`,
 //! fails that file with the reason. Nothing FFmpeg does reaches vxd.
 
 use std::io::ErrorKind;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use std::time::Duration;
 use vx_decoder::{Reply, Request, SOCKET_FD, Summary};
 use vx_media::{DecodeOptions, Packed};
 use vx_shm::Segment;
-use vx_wire::{WireError, read_frame, write_frame};
+use vx_wire::{FdReader, WireError, read_frame, write_frame};
 
 use crate::host::{HostLimits, describe, exit_status, kill_and_reap, limit};
 
@@ -164,8 +164,9 @@ fn exchange(
     write_frame(sock, request).map_err(lost)?;
     sock.set_read_timeout(Some(stall))
         .map_err(|e| Lost::Died(e.to_string()))?;
+    let mut reader = FdReader::new(sock.as_fd());
     loop {
-        match read_frame::<_, Reply>(sock).map_err(lost)? {
+        match read_frame::<_, Reply>(&mut reader).map_err(lost)? {
             Reply::Working { .. } => continue,
             Reply::Failed { reason, temporary } => {
                 return Ok(Err(if temporary {
@@ -175,7 +176,10 @@ fn exchange(
                 }));
             }
             Reply::Decoded(summary) => {
-                let segment = Segment::receive(sock, summary.len)
+                let fd = reader
+                    .take_fd()
+                    .ok_or_else(|| Lost::Died("sent no segment".into()))?;
+                let segment = Segment::from_fd(fd, summary.len)
                     .map_err(|e| Lost::Died(format!("sent a bad segment: {e}")))?;
                 let packed = Packed {
                     segment,

@@ -185,6 +185,8 @@ impl Worker {
             tag: &tag,
             cache_dir: &self.settings.cache_dir,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            // It embeds words and writes nothing.
+            artefact_dir: None,
         };
         let host = match Host::start(args, HostLimits::from_settings(&self.settings)) {
             Ok(h) => h,

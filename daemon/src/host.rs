@@ -15,6 +15,7 @@
 //! next job starts a fresh host.
 
 use std::io::{BufReader, ErrorKind};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -27,7 +28,7 @@ use vx_plugin_protocol::{
     DaemonToHost, EXIT_NO_MODEL, EXIT_OUT_OF_MEMORY, EXIT_PANIC, HostToDaemon, Job, Needs,
     PROTOCOL_VERSION, PluginError, PluginOutput,
 };
-use vx_wire::{WireError, read_frame, write_frame};
+use vx_wire::{WireError, read_frame, write_frame, write_frame_with_fd};
 
 use HostFailure::HandshakeTimeout;
 
@@ -100,10 +101,13 @@ pub struct HostArgs<'a> {
     pub tag: &'a str,
     pub cache_dir: &'a Path,
     pub threads: usize,
+    /// The one folder the host may write to; `None`: nowhere.
+    pub artefact_dir: Option<&'a Path>,
 }
 
 impl Host {
-    /// Spawns `exe --plugin NAME --socket DIR/… --cache-dir … --threads N`
+    /// Spawns `exe --plugin NAME --socket DIR/… --cache-dir … --threads N
+    /// [--artefact-dir …]`
     /// and waits for its Hello and Needs.
     pub fn start(args: HostArgs<'_>, limits: HostLimits) -> Result<Host, HostFailure> {
         let HostArgs {
@@ -113,6 +117,7 @@ impl Host {
             tag,
             cache_dir,
             threads,
+            artefact_dir,
         } = args;
         let sock = socket_dir.join(format!("host-{plugin}-{}-{tag}.sock", std::process::id()));
         let name = sock
@@ -134,6 +139,9 @@ impl Host {
             .arg("--threads")
             .arg(threads.to_string())
             .stdin(Stdio::null());
+        if let Some(dir) = artefact_dir {
+            cmd.arg("--artefact-dir").arg(dir);
+        }
         limit(&mut cmd, limits);
         let mut child = cmd.spawn().map_err(HostFailure::Spawn)?;
         match accept_hello(&listener, &mut child, plugin, limits) {
@@ -164,8 +172,12 @@ impl Host {
         job: &Job,
         deadline: Duration,
     ) -> Result<Result<PluginOutput, PluginError>, HostFailure> {
+        // The segment's fd goes with the frame: a confined host cannot open
+        // `/proc/<vxd>/fd/<n>`.
+        let shm = (!job.frames.is_empty() || job.audio.is_some()).then_some(job.shm.fd);
         self.request(
             &DaemonToHost::Job(job.clone()),
+            shm,
             deadline,
             |reply| match reply {
                 HostToDaemon::Done(r) if r.id == job.id => Ok(r.outcome),
@@ -185,6 +197,7 @@ impl Host {
         let n = texts.len();
         self.request(
             &DaemonToHost::Embed { id, texts },
+            None,
             deadline,
             |reply| match reply {
                 HostToDaemon::Embedded { id: got, outcome } if got == id => {
@@ -206,10 +219,11 @@ impl Host {
     fn request<T>(
         &mut self,
         message: &DaemonToHost,
+        fd: Option<RawFd>,
         deadline: Duration,
         accept: impl FnOnce(HostToDaemon) -> Result<T, HostToDaemon>,
     ) -> Result<T, HostFailure> {
-        let res = self.exchange(message, deadline).and_then(|reply| {
+        let res = self.exchange(message, fd, deadline).and_then(|reply| {
             accept(reply).map_err(|other| match other {
                 HostToDaemon::Panicked { message, .. } => HostFailure::Panicked(message),
                 other => HostFailure::Protocol(
@@ -226,6 +240,7 @@ impl Host {
     fn exchange(
         &mut self,
         message: &DaemonToHost,
+        fd: Option<RawFd>,
         deadline: Duration,
     ) -> Result<HostToDaemon, HostFailure> {
         let until = Instant::now() + deadline;
@@ -233,7 +248,15 @@ impl Host {
         let sent = stream
             .set_recv_timeout(Some(deadline))
             .map_err(WireError::from)
-            .and_then(|()| write_frame(&mut &*stream, message));
+            .and_then(|()| match fd {
+                Some(fd) => {
+                    let Stream::UdSocket(sock) = stream;
+                    // SAFETY: the job's segment stays open until its reply is in.
+                    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+                    write_frame_with_fd(sock.as_fd(), message, fd)
+                }
+                None => write_frame(&mut &*stream, message),
+            });
         if let Err(e) = sent {
             return Err(self.died(&e.to_string()));
         }

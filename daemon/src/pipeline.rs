@@ -230,6 +230,7 @@ impl Pipeline {
             p.restarts += restart as u32;
         });
         let tag = format!("{}-{}", self.worker, slot.started);
+        let artefact_dir = self.settings.artefact_dir();
         let args = HostArgs {
             exe: &self.host_exe,
             plugin: &slot.plugin,
@@ -238,6 +239,7 @@ impl Pipeline {
             cache_dir: &self.settings.cache_dir,
             // Plugins run one after another on a file, so each may use every core.
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            artefact_dir: Some(&artefact_dir),
         };
         match Host::start(args, self.limits) {
             Ok(h) => {

@@ -6,10 +6,11 @@
 //!
 //! The conversation on the socket, per file: vxd sends a [`Request`]; the
 //! decoder sends [`Reply::Working`] each second in which it read packets,
-//! then [`Reply::Decoded`] followed by the segment's fd, or
+//! then [`Reply::Decoded`] with the segment's fd attached, or
 //! [`Reply::Failed`]. Silence past vxd's `decode_stall_s` means FFmpeg is
 //! stuck, and vxd kills the decoder.
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use vx_media::DecodeOptions;
 use vx_plugin_protocol::{AudioRef, FrameRef, MediaKind};
-use vx_wire::{WireError, read_frame, write_frame};
+use vx_wire::{WireError, read_frame, write_frame, write_frame_with_fd};
 
 /// The fd on which the decoder finds its end of the socket.
 pub const SOCKET_FD: i32 = 3;
@@ -37,7 +38,7 @@ pub struct Request {
 pub enum Reply {
     /// Packets read so far: FFmpeg is not stuck.
     Working { packets: u64 },
-    /// The file's summary; the segment's fd follows.
+    /// The file's summary; the segment's fd comes with this frame.
     Decoded(Summary),
     Failed {
         reason: String,
@@ -48,7 +49,7 @@ pub enum Reply {
 }
 
 /// What vxd keeps of a decoded file, and where its frames and audio lie in
-/// the segment that follows.
+/// the segment that comes with it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub kind: MediaKind,
@@ -94,11 +95,9 @@ pub fn serve(sock: UnixStream) -> Result<(), WireError> {
         let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
             Ok((summary, packed)) => {
-                write_frame(&mut *w, &Reply::Decoded(summary))?;
-                packed
-                    .segment
-                    .send(&w)
-                    .map_err(|e| WireError::Encode(e.to_string()))?;
+                // SAFETY: the segment stays open until this call returns.
+                let fd = unsafe { BorrowedFd::borrow_raw(packed.segment.fd()) };
+                write_frame_with_fd(w.as_fd(), &Reply::Decoded(summary), fd)?;
             }
             Err(e) => write_frame(
                 &mut *w,

@@ -3,6 +3,10 @@
 //! vxd. vxd spawns one host per plugin; the host connects back to the socket,
 //! says Hello and serves jobs until vxd says Shutdown or goes away.
 //!
+//! A host is untrusted: once connected, and before it opens a model, it
+//! confines itself ([`confine`]) to reading the system and its cache and
+//! writing its artefact folder, with no network.
+//!
 //! vxd caps the host's address space (RLIMIT_AS). When an allocation fails
 //! under that cap, the allocator below exits at once with
 //! [`EXIT_OUT_OF_MEMORY`], so vxd can name the memory limit as the reason
@@ -11,6 +15,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod confine;
 
 use clap::Parser;
 use vx_plugin_api::{HostContext, Plugin, serve};
@@ -69,28 +75,30 @@ struct Args {
     /// Threads the plugin may use for inference (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// The one folder the plugin may write to (created if missing); without
+    /// it, the host may write nowhere.
+    #[arg(long)]
+    artefact_dir: Option<PathBuf>,
 }
 
-/// The plugin called `name` with its models open; `None` if this host has no
-/// such plugin.
-fn open_plugin(
-    name: &str,
-    ctx: &HostContext,
-) -> Option<Result<Box<dyn Plugin>, vx_models::ModelError>> {
+type Opener = fn(&HostContext) -> Result<Box<dyn Plugin>, vx_models::ModelError>;
+
+/// How to open the plugin called `name`; `None` if this host has no such plugin.
+fn opener(name: &str) -> Option<Opener> {
     fn boxed<P: Plugin + 'static>(
         p: Result<P, vx_models::ModelError>,
     ) -> Result<Box<dyn Plugin>, vx_models::ModelError> {
         p.map(|p| Box::new(p) as Box<dyn Plugin>)
     }
     Some(match name {
-        "keyframes" => Ok(Box::new(vx_plugin_keyframes::Keyframes)),
-        "objects" => boxed(vx_plugin_objects::Objects::open(ctx)),
-        "faces" => boxed(vx_plugin_faces::Faces::open(ctx)),
-        "ocr" => boxed(vx_plugin_ocr::Ocr::open(ctx)),
-        "speech" => boxed(vx_plugin_speech::Speech::open(ctx)),
-        "text-embed" => boxed(vx_plugin_text_embed::TextEmbed::open(ctx)),
+        "keyframes" => |_| Ok(Box::new(vx_plugin_keyframes::Keyframes)),
+        "objects" => |ctx| boxed(vx_plugin_objects::Objects::open(ctx)),
+        "faces" => |ctx| boxed(vx_plugin_faces::Faces::open(ctx)),
+        "ocr" => |ctx| boxed(vx_plugin_ocr::Ocr::open(ctx)),
+        "speech" => |ctx| boxed(vx_plugin_speech::Speech::open(ctx)),
+        "text-embed" => |ctx| boxed(vx_plugin_text_embed::TextEmbed::open(ctx)),
         #[cfg(feature = "misbehave")]
-        "misbehave" => Ok(Box::new(vx_plugin_misbehave::Misbehave::from_env())),
+        "misbehave" => |_| Ok(Box::new(vx_plugin_misbehave::Misbehave::from_env())),
         _ => return None,
     })
 }
@@ -98,31 +106,56 @@ fn open_plugin(
 fn main() -> ExitCode {
     vx_config::init_logging("warn");
     let args = Args::parse();
+    let Some(open) = opener(&args.plugin) else {
+        eprintln!(
+            "vx-plugin-host: plugin {:?} is not built into this host",
+            args.plugin
+        );
+        return ExitCode::from(2);
+    };
     let threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    // Connect first: the socket's folder is not among what the host may
+    // reach once confined.
+    let conn = match vx_plugin_api::connect(&args.socket) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vx-plugin-host {}: {e}", args.plugin);
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(dir) = &args.artefact_dir
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!(
+            "vx-plugin-host {}: cannot create {}: {e}",
+            args.plugin,
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let _span =
+        tracing::info_span!("host", plugin = %args.plugin, pid = std::process::id()).entered();
+    // Before the model is opened: a model file is input too, and the
+    // runtimes' threads must inherit the confinement.
+    confine::confine(&confine::Paths {
+        cache_dir: &args.cache_dir,
+        artefact_dir: args.artefact_dir.as_deref(),
+    });
     let ctx = HostContext {
         cache_dir: args.cache_dir,
         threads,
     };
-    let mut plugin = match open_plugin(&args.plugin, &ctx) {
-        Some(Ok(p)) => p,
-        Some(Err(e)) => {
+    let mut plugin = match open(&ctx) {
+        Ok(p) => p,
+        Err(e) => {
             eprintln!("vx-plugin-host {}: {e}", args.plugin);
             return ExitCode::from(EXIT_NO_MODEL as u8);
         }
-        None => {
-            eprintln!(
-                "vx-plugin-host: plugin {:?} is not built into this host",
-                args.plugin
-            );
-            return ExitCode::from(2);
-        }
     };
-    let _span =
-        tracing::info_span!("host", plugin = %args.plugin, pid = std::process::id()).entered();
-    match serve(plugin.as_mut(), &args.socket) {
+    match serve(plugin.as_mut(), &conn) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vx-plugin-host {}: {e}", args.plugin);

@@ -123,6 +123,60 @@ fn a_hostile_reply_is_checked_before_it_is_indexed() {
     );
 }
 
+/// A model host is untrusted: misbehave's `escape` tries to write beside the
+/// media, into the cache, the state dir and /tmp, to open IPv4, IPv6 and
+/// netlink sockets and to connect to a port listening here. All must fail.
+#[test]
+fn a_host_cannot_write_outside_its_folder_or_reach_the_network() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let d = Daemon::start_with(misbehave(), &[("VX_MISBEHAVE_ESCAPE_PORT", &port)], |m| {
+        make_images(m, &["escape.bmp".into()])
+    });
+    d.wait_idle(60);
+    let file = d.json(&["status", d.media.join("escape.bmp").to_str().unwrap()]);
+    let labels: Vec<&str> = file["indexed"]["labels"]
+        .as_array()
+        .map(|ls| ls.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let escape: Vec<&str> = labels
+        .into_iter()
+        .filter(|l| l.starts_with("escape-"))
+        .collect();
+    let text = d.json(&["search", "escape", "--segments"]);
+    assert_eq!(
+        escape,
+        ["escape-blocked"],
+        "{file:#}\n{text:#}\n{}",
+        d.log()
+    );
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the host connected to 127.0.0.1:{port}"
+    );
+    // It removes what it managed to write, but check the disk as well.
+    let mut left = vec![];
+    let mut dirs = vec![d.root.path().to_owned(), std::env::temp_dir()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("vx-escape-") {
+                left.push(e.path());
+            } else if dir.starts_with(d.root.path()) && e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(e.path());
+            }
+        }
+    }
+    assert!(left.is_empty(), "{left:?}");
+    let thumbnails = d.root.path().join("cache/thumbnails");
+    assert!(
+        std::fs::read_dir(&thumbnails).is_ok_and(|mut t| t.next().is_some()),
+        "keyframes still writes its thumbnails into {}",
+        thumbnails.display()
+    );
+}
+
 /// vxd built for tests panics inside its own pipeline on a file named
 /// `vxd-panic…` (the `fault-injection` feature): the file fails with the
 /// panic's message, and the worker lives on to index the rest.

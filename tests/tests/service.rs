@@ -30,6 +30,11 @@ fn the_user_unit_is_hardened_and_passes_systemd_analyze_verify() {
         "MemoryMax=",
         "Nice=",
         "IOSchedulingClass=idle",
+        "PrivateUsers=yes",
+        "PrivateNetwork=yes",
+        "RestrictAddressFamilies=AF_UNIX\n",
+        "SystemCallFilter=@system-service landlock_create_ruleset landlock_add_rule landlock_restrict_self seccomp\n",
+        "VX_STATE_DIR=%S/vx",
     ] {
         assert!(unit.contains(line), "unit lacks {line}");
     }
@@ -47,6 +52,20 @@ fn the_user_unit_is_hardened_and_passes_systemd_analyze_verify() {
         verify.status.success() && complaints.trim().is_empty(),
         "systemd-analyze verify: {complaints}"
     );
+    // 8.9 before the unit was tightened, 1.2 after (systemd 252).
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout);
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for vxd.service: ").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in {report}"));
+    assert!(exposure <= 2.0, "exposure {exposure}\n{report}");
 }
 
 #[test]

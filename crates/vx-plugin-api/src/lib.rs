@@ -11,16 +11,17 @@
 pub mod pixels;
 
 use std::io::{BufReader, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
 use vx_plugin_protocol::{
     DaemonToHost, EXIT_PANIC, FrameRef, Hello, HostToDaemon, Job, JobReply, PROTOCOL_VERSION,
 };
 pub use vx_plugin_protocol::{Detection, Needs, PluginError, PluginOutput, SegmentResult};
 use vx_shm::SegmentView;
-use vx_wire::{WireError, read_frame, write_frame};
+use vx_wire::{FdReader, WireError, read_frame, write_frame};
 
 /// A plugin: one model (or a few) run on one file at a time.
 ///
@@ -177,28 +178,38 @@ impl<'a> JobInput<'a> {
     }
 }
 
-/// Connects to the daemon's socket at `socket`, says Hello, and serves jobs
-/// until the daemon says Shutdown or closes the socket.
-pub fn serve(plugin: &mut dyn Plugin, socket: &Path) -> Result<(), HostError> {
-    let name = socket
-        .to_fs_name::<GenericFilePath>()
-        .map_err(|source| HostError::Connect {
-            path: socket.display().to_string(),
-            source,
-        })?;
-    let conn = Stream::connect(name).map_err(|source| HostError::Connect {
+/// Connects to the daemon's socket at `socket`. A host connects before it
+/// confines itself, so the socket's folder need not stay reachable.
+pub fn connect(socket: &Path) -> Result<UnixStream, HostError> {
+    UnixStream::connect(socket).map_err(|source| HostError::Connect {
         path: socket.display().to_string(),
         source,
-    })?;
-    let mut reader = BufReader::new(&conn);
-    serve_on(plugin, &mut reader, &mut &conn)
+    })
+}
+
+/// Says Hello on `conn` and serves jobs until the daemon says Shutdown or
+/// closes the socket. Each job's shared memory arrives as an fd with its frame.
+pub fn serve(plugin: &mut dyn Plugin, conn: &UnixStream) -> Result<(), HostError> {
+    let mut reader = BufReader::new(FdReader::new(conn.as_fd()));
+    serve_with(plugin, &mut reader, &mut &*conn, |r| r.get_mut().take_fd())
 }
 
 /// The host loop over any byte transport; unit tests drive it with buffers.
+/// Jobs find their shared memory through `/proc/<pid>/fd/<fd>`.
 pub fn serve_on(
     plugin: &mut dyn Plugin,
     reader: &mut impl Read,
     writer: &mut impl Write,
+) -> Result<(), HostError> {
+    serve_with(plugin, reader, writer, |_| None)
+}
+
+/// The host loop; `take_fd` yields the fd that came with the last job, if any.
+fn serve_with<R: Read>(
+    plugin: &mut dyn Plugin,
+    reader: &mut R,
+    writer: &mut impl Write,
+    mut take_fd: impl FnMut(&mut R) -> Option<OwnedFd>,
 ) -> Result<(), HostError> {
     let hello = Hello {
         protocol: plugin.hello_protocol(),
@@ -210,11 +221,12 @@ pub fn serve_on(
     loop {
         let (id, outcome) = match read_frame(reader) {
             Ok(DaemonToHost::Job(job)) => {
+                let shm = take_fd(reader);
                 let span = tracing::info_span!("job", id = job.id, path = %job.path.display());
                 let _enter = span.enter();
                 (
                     job.id,
-                    run_job(plugin, &job).map(|o| {
+                    run_job(plugin, &job, shm).map(|o| {
                         HostToDaemon::Done(JobReply {
                             id: job.id,
                             outcome: o,
@@ -270,11 +282,19 @@ fn guarded<T>(f: impl FnOnce() -> T) -> JobOutcome<T> {
     }
 }
 
-fn run_job(plugin: &mut dyn Plugin, job: &Job) -> JobOutcome<Result<PluginOutput, PluginError>> {
+fn run_job(
+    plugin: &mut dyn Plugin,
+    job: &Job,
+    shm: Option<OwnedFd>,
+) -> JobOutcome<Result<PluginOutput, PluginError>> {
     let view = if job.frames.is_empty() && job.audio.is_none() {
         None
     } else {
-        match SegmentView::open(job.shm.pid, job.shm.fd, job.shm.len) {
+        let opened = match shm {
+            Some(fd) => SegmentView::from_fd(fd, job.shm.len),
+            None => SegmentView::open(job.shm.pid, job.shm.fd, job.shm.len),
+        };
+        match opened {
             Ok(v) => Some(v),
             Err(e) => return JobOutcome::Finished(Err(PluginError::new(e.to_string()))),
         }

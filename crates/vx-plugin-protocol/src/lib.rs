@@ -187,7 +187,9 @@ impl From<&str> for PluginError {
     }
 }
 
-/// A sealed memfd in the daemon, reachable as `/proc/{pid}/fd/{fd}`.
+/// A sealed memfd in the daemon, reachable as `/proc/{pid}/fd/{fd}`. vxd
+/// also sends the fd itself with the job's frame (`SCM_RIGHTS`), which is
+/// what a confined host uses: it may not look into vxd's `/proc` entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShmRef {
     pub pid: u32,

@@ -2,22 +2,22 @@
 //!
 //! `vxd` writes each decoded file into one anonymous memfd ([`SegmentWriter`]),
 //! then seals it against writing, growing and shrinking ([`Segment`]). A model
-//! host maps it read-only through `/proc/<vxd pid>/fd/<fd>` ([`SegmentView`]).
+//! host maps it read-only ([`SegmentView`]): the fd it received with the job,
+//! or else through `/proc/<vxd pid>/fd/<fd>`.
 //! The memory belongs to no file system name, so it is released when the
 //! daemon drops its [`Segment`] and every host has unmapped it, even when a
 //! process is killed: nothing can leak into `/dev/shm`.
 //!
 //! The fd is close-on-exec, so hosts spawned later never inherit segments.
 //!
-//! The decoder subprocess fills and seals a segment, then hands the fd to
-//! vxd over a unix socket ([`Segment::send`], [`Segment::receive`]); vxd
-//! checks the seals before anything maps it.
+//! vxd's decoder subprocess fills and seals a segment, then passes the fd to
+//! vxd with its reply; vxd takes it with [`Segment::from_fd`], which checks
+//! the seals, since the decoder is not trusted.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use memmap2::{Mmap, MmapMut};
 
@@ -35,8 +35,6 @@ pub enum ShmError {
     SizeMismatch { expected: u64, actual: u64 },
     #[error("segment is not sealed against writes")]
     NotSealed,
-    #[error("cannot pass a segment over the socket: {0}")]
-    Pass(io::Error),
     #[error("range {offset}+{len} lies outside the {size}-byte segment")]
     OutOfBounds { offset: u64, len: u64, size: u64 },
 }
@@ -111,92 +109,17 @@ impl Segment {
 }
 
 impl Segment {
-    /// Passes the fd to the process at the other end of `sock` (one byte
-    /// carrying it as `SCM_RIGHTS`).
-    pub fn send(&self, sock: &UnixStream) -> Result<(), ShmError> {
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
-        let fd = self.fd();
-        // SAFETY: CMSG_SPACE is a pure computation.
-        let space = unsafe { libc::CMSG_SPACE(size_of::<RawFd>() as u32) } as usize;
-        let mut control = vec![0u8; space];
-        // SAFETY: msghdr is plain data; every pointer in it refers to a live
-        // buffer of the stated length, and CMSG_FIRSTHDR points into `control`.
-        let rc = unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = space as _;
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-            libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
-        };
-        if rc == 1 {
-            Ok(())
-        } else {
-            Err(ShmError::Pass(io::Error::last_os_error()))
-        }
-    }
-
-    /// Takes a segment passed by [`Segment::send`], and checks that it is
-    /// sealed and `len` bytes long: the sender is not trusted.
-    pub fn receive(sock: &UnixStream, len: u64) -> Result<Segment, ShmError> {
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
-        // Room for a few fds: a peer that sends more must not have them
-        // silently truncated into a leak; they are closed below.
-        // SAFETY: CMSG_SPACE is a pure computation.
-        let space = unsafe { libc::CMSG_SPACE(4 * size_of::<RawFd>() as u32) } as usize;
-        let mut control = vec![0u8; space];
-        // SAFETY: as in `send`; the kernel writes at most `space` bytes.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        // SAFETY: msg points at live buffers; the fds received are close-on-exec.
-        let rc = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if rc < 0 {
-            return Err(ShmError::Pass(io::Error::last_os_error()));
-        }
-        let mut files = vec![];
-        // SAFETY: walking the control buffer the kernel filled, with its macros.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                    let n = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
-                        / size_of::<RawFd>();
-                    for i in 0..n {
-                        files.push(File::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-                    }
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-        }
-        if rc == 0 || files.len() != 1 {
-            let why = format!("expected one fd, got {} (read {rc} bytes)", files.len());
-            return Err(ShmError::Pass(io::Error::other(why)));
-        }
-        let file = files.pop().expect("one");
+    /// Takes a segment that another process filled and passed over a socket,
+    /// once it is checked to be sealed and `len` bytes long.
+    pub fn from_fd(fd: OwnedFd, len: u64) -> Result<Self, ShmError> {
+        let file = File::from(fd);
         check_sealed(&file, len)?;
-        Ok(Segment { file, len })
+        Ok(Self { file, len })
     }
 }
 
-/// A segment may be mapped only when nobody can change or resize it any more,
-/// and it has the announced size (one byte for an empty one).
+/// A segment may be mapped only once nobody can change or resize it any
+/// more, and when it has the announced size (one byte for an empty one).
 fn check_sealed(file: &File, len: u64) -> Result<(), ShmError> {
     // SAFETY: fcntl on an fd the caller owns.
     let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
@@ -232,6 +155,13 @@ impl SegmentView {
                 path: path.clone(),
                 source,
             })?;
+        Self::from_fd(file.into(), len)
+    }
+
+    /// Maps a segment's fd received from the daemon read-only, with the same
+    /// checks as [`open`](Self::open).
+    pub fn from_fd(fd: OwnedFd, len: u64) -> Result<Self, ShmError> {
+        let file = File::from(fd);
         check_sealed(&file, len)?;
         // SAFETY: the segment is sealed against writes and resizing, so the
         // mapping can neither change under us nor be truncated (no SIGBUS).
@@ -313,30 +243,18 @@ mod tests {
     }
 
     #[test]
-    fn a_segment_passed_over_a_socket_arrives_whole() {
-        let (a, b) = UnixStream::pair().unwrap();
+    fn a_passed_segment_is_taken_only_when_sealed() {
         let seg = sealed(b"passed along");
-        seg.send(&a).unwrap();
-        drop(seg); // the receiver's fd keeps it alive
-        let got = Segment::receive(&b, 12).unwrap();
+        let copy = seg.file.try_clone().unwrap().into();
+        let got = Segment::from_fd(copy, 12).unwrap();
         let view = SegmentView::open(std::process::id(), got.fd(), got.len()).unwrap();
         assert_eq!(view.bytes(), b"passed along");
-    }
-
-    #[test]
-    fn a_passed_segment_that_is_not_sealed_is_refused() {
-        let (a, b) = UnixStream::pair().unwrap();
         let w = SegmentWriter::create(8).unwrap();
-        let unsealed = Segment {
-            file: w.file.try_clone().unwrap(),
-            len: 8,
-        };
-        unsealed.send(&a).unwrap();
-        assert!(matches!(Segment::receive(&b, 8), Err(ShmError::NotSealed)));
-        // A byte without an fd is refused too.
-        use std::io::Write;
-        (&a).write_all(b"x").unwrap();
-        assert!(matches!(Segment::receive(&b, 8), Err(ShmError::Pass(_))));
+        let unsealed = w.file.try_clone().unwrap().into();
+        assert!(matches!(
+            Segment::from_fd(unsealed, 8),
+            Err(ShmError::NotSealed)
+        ));
     }
 
     #[test]

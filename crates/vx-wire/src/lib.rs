@@ -5,6 +5,10 @@
 //! cannot make the reader allocate without bound. Reading distinguishes a clean
 //! close between frames ([`WireError::Closed`]) from one in the middle of a
 //! frame ([`WireError::Truncated`]).
+//!
+//! On a unix socket a frame can carry one file descriptor ([`write_frame_with_fd`],
+//! read back through [`FdReader`]): vxd hands each job's shared memory to a
+//! confined host that may not open `/proc/<vxd>/fd/<n>`.
 
 use std::io::{self, Read, Write};
 
@@ -119,6 +123,9 @@ fn eof_is_truncation(e: io::Error) -> WireError {
         e.into()
     }
 }
+
+mod fd;
+pub use fd::{FdReader, write_frame_with_fd};
 
 #[cfg(test)]
 mod tests {

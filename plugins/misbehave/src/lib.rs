@@ -17,6 +17,7 @@
 //! | `slow` | answers normally after 3 s |
 //! | `trickle` | sends a byte every 0.5 s for 30 s, never a whole frame |
 //! | `hostile` | answers with what no plugin should send: times that are NaN, infinite, negative or reversed, thousands of labels, megabytes of text, terminal escapes, thumbnails outside its folder |
+//! | `escape` | tries to get out of its confinement (see [`escape`]) and answers with one label per attempt that worked, or `escape-blocked` |
 //!
 //! Any other file gets one segment labelled `misbehave-ok`.
 //!
@@ -119,6 +120,8 @@ impl Plugin for Misbehave {
                 write_to_daemon(&[*byte]);
                 std::thread::sleep(std::time::Duration::from_millis(500));
             }
+        } else if has("escape") {
+            return Ok(escape(input.job));
         } else if has("hostile") {
             return Ok(hostile(input.job.duration_s.unwrap_or(0.0)));
         } else if has("oversize") {
@@ -133,6 +136,68 @@ impl Plugin for Misbehave {
                 ..Default::default()
             }],
         })
+    }
+}
+
+/// Tries what a confined host must not manage, and says what worked: one
+/// label per escape (`escape-wrote:<place>`, `escape-socket:<family>`,
+/// `escape-connected`) with details in the text, or only `escape-blocked`.
+///
+/// It writes a file beside the media file (`media`), into the cache, its
+/// artefact folder's parent (`cache`), into the state dir as the tests lay
+/// it out, beside the cache (`state`), and into the temp dir (`tmp`), and
+/// removes any it could make. It opens IPv4, IPv6 and netlink sockets, and
+/// connects to 127.0.0.1 on the port in `VX_MISBEHAVE_ESCAPE_PORT`, if set.
+fn escape(job: &vx_plugin_protocol::Job) -> PluginOutput {
+    let name = format!("vx-escape-{}", std::process::id());
+    let targets = [
+        ("media", job.path.with_file_name(&name)),
+        ("cache", job.artefact_dir.join("..").join(&name)),
+        ("state", job.artefact_dir.join("../../state").join(&name)),
+        ("tmp", std::env::temp_dir().join(&name)),
+    ];
+    let mut escaped = vec![];
+    let mut text = String::new();
+    for (place, path) in targets {
+        if std::fs::write(&path, b"escaped").is_ok() {
+            let _ = std::fs::remove_file(&path);
+            escaped.push(format!("escape-wrote:{place}"));
+            text += &format!("wrote {}\n", path.display());
+        }
+    }
+    for (family, kind, label) in [
+        (libc::AF_INET, libc::SOCK_STREAM, "inet"),
+        (libc::AF_INET6, libc::SOCK_STREAM, "inet6"),
+        (libc::AF_NETLINK, libc::SOCK_RAW, "netlink"),
+    ] {
+        // SAFETY: socket takes plain integers.
+        let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
+        if fd >= 0 {
+            // SAFETY: closing the fd just made.
+            unsafe { libc::close(fd) };
+            escaped.push(format!("escape-socket:{label}"));
+        }
+    }
+    let port = std::env::var("VX_MISBEHAVE_ESCAPE_PORT").ok();
+    if let Some(port) = port.and_then(|p| p.parse::<u16>().ok()) {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(_) => {
+                escaped.push("escape-connected".into());
+                text += &format!("connected to 127.0.0.1:{port}\n");
+            }
+            Err(e) => text += &format!("connect: {e}\n"),
+        }
+    }
+    if escaped.is_empty() {
+        escaped.push("escape-blocked".into());
+    }
+    PluginOutput {
+        segments: vec![SegmentResult {
+            end_s: job.duration_s.unwrap_or(0.0),
+            labels: escaped,
+            text,
+            ..Default::default()
+        }],
     }
 }
 
