@@ -566,15 +566,9 @@ impl Pipeline {
         let mut record = FileRecord {
             path: path.to_owned(),
             kind: vx_media::kind_from_extension(path).unwrap_or(MediaKind::Video),
-            container: String::new(),
-            duration_s: None,
-            video_codec: None,
-            audio_codec: None,
-            width: None,
-            height: None,
+            info: Default::default(),
             size: meta.len(),
             mtime: meta.mtime(),
-            created: None,
             fingerprint,
             failures: vec![],
             content,
@@ -648,18 +642,12 @@ impl Pipeline {
             ));
         }
         record.kind = decoded.kind;
-        record.container = decoded.container;
-        record.duration_s = decoded.duration_s;
-        record.created = decoded.created;
-        record.video_codec = decoded.video_codec;
-        record.audio_codec = decoded.audio_codec;
-        record.width = decoded.width;
-        record.height = decoded.height;
+        record.info = decoded.info;
         let job = Job {
             id: 0,
             path: path.to_owned(),
             kind: record.kind,
-            duration_s: record.duration_s,
+            duration_s: record.info.duration_s,
             shm: ShmRef {
                 pid: std::process::id(),
                 fd: packed.segment.fd(),
@@ -672,6 +660,7 @@ impl Pipeline {
         // Per second of media that was actually decoded: a container that
         // claims to last a year does not buy its plugins a year.
         let media_s = record
+            .info
             .duration_s
             .map_or(decoded_s, |d| d.min(decoded_s + 1.0));
         let deadline = Duration::from_secs_f64(

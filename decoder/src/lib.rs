@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use vx_media::DecodeOptions;
-use vx_plugin_protocol::{AudioRef, FrameRef, MediaKind};
+use vx_plugin_protocol::{AudioRef, FrameRef, MediaInfo, MediaKind};
 use vx_wire::{WireError, read_frame, write_frame, write_frame_with_fd};
 
 /// The fd on which the decoder finds its end of the socket.
@@ -53,13 +53,7 @@ pub enum Reply {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub kind: MediaKind,
-    pub container: String,
-    pub duration_s: Option<f64>,
-    pub video_codec: Option<String>,
-    pub audio_codec: Option<String>,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub created: Option<i64>,
+    pub info: MediaInfo,
     pub audio_cut: bool,
     /// Seconds of media actually decoded.
     pub decoded_s: f64,
@@ -140,13 +134,7 @@ fn decode_and_pack(
     let packed = vx_media::pack(&decoded)?;
     let summary = Summary {
         kind: decoded.kind(),
-        container: decoded.container.clone(),
-        duration_s: decoded.duration_s,
-        video_codec: decoded.video_codec.clone(),
-        audio_codec: decoded.audio_codec.clone(),
-        width: decoded.width,
-        height: decoded.height,
-        created: decoded.created,
+        info: decoded.info.clone(),
         audio_cut: decoded.audio_cut,
         decoded_s: decoded.decoded_s(),
         renditions: packed.renditions.clone(),

@@ -22,7 +22,7 @@ use vx_ctl_client::Client;
 use vx_ctl_protocol::{SearchFilters, SearchMode, SearchRequest};
 use vx_index::{FileRecord, MediaIndex, VectorStore, embed_text, text_key};
 use vx_plugin_api::HostContext;
-use vx_plugin_protocol::{MediaKind, SegmentResult};
+use vx_plugin_protocol::{MediaInfo, MediaKind, SegmentResult};
 use vx_plugin_text_embed::{DIMS, TextEmbed};
 
 const SEGMENTS_PER_FILE: usize = 100;
@@ -279,15 +279,17 @@ fn main() {
         let record = FileRecord {
             path,
             kind: MediaKind::Video,
-            container: "mov,mp4".into(),
-            duration_s: Some(600.0),
-            video_codec: Some("h264".into()),
-            audio_codec: Some("aac".into()),
-            width: Some(1280),
-            height: Some(720),
+            info: MediaInfo {
+                container: "mov,mp4".into(),
+                duration_s: Some(600.0),
+                video_codec: Some("h264".into()),
+                audio_codec: Some("aac".into()),
+                width: Some(1280),
+                height: Some(720),
+                created: None,
+            },
             size: 0,
             mtime: 1_600_000_000 + f as i64 * 3600,
-            created: None,
             fingerprint: "synthetic".into(),
             failures: vec![],
             content: format!("synthetic-{f}"),

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
+pub use vx_plugin_protocol::MediaInfo;
 use vx_plugin_protocol::MediaKind;
 
 pub use search::{Query, SEMANTIC_FLOOR, Semantic};
@@ -55,17 +56,10 @@ pub enum IndexError {
 pub struct FileRecord {
     pub path: PathBuf,
     pub kind: MediaKind,
-    pub container: String,
-    pub duration_s: Option<f64>,
-    pub video_codec: Option<String>,
-    pub audio_codec: Option<String>,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
+    pub info: MediaInfo,
     pub size: u64,
     /// Seconds since the Unix epoch.
     pub mtime: i64,
-    /// When the media was made, from its metadata, if it says.
-    pub created: Option<i64>,
     /// Changes whenever the file or the plugin set changes; see [`MediaIndex::fingerprint`].
     pub fingerprint: String,
     /// (plugin, reason) for each plugin that failed on this file. Stored with
@@ -211,15 +205,17 @@ mod tests {
         FileRecord {
             path: PathBuf::from(path),
             kind: MediaKind::Video,
-            container: "mov,mp4,m4a,3gp,3g2,mj2".into(),
-            duration_s: Some(10.0),
-            video_codec: Some("h264".into()),
-            audio_codec: Some("aac".into()),
-            width: Some(1280),
-            height: Some(720),
+            info: MediaInfo {
+                container: "mov,mp4,m4a,3gp,3g2,mj2".into(),
+                duration_s: Some(10.0),
+                video_codec: Some("h264".into()),
+                audio_codec: Some("aac".into()),
+                width: Some(1280),
+                height: Some(720),
+                created: None,
+            },
             size: 12345,
             mtime: 1_700_000_000,
-            created: None,
             fingerprint: "fp-1".into(),
             failures: vec![],
             content: format!("content-of-{path}"),
@@ -437,14 +433,14 @@ mod tests {
     fn filters_by_path_time_and_duration_and_groups_by_file() {
         let idx = MediaIndex::in_ram().unwrap();
         let mut a = video("/lib/2023/a.mp4");
-        a.created = Some(1_690_000_000); // July 2023, from metadata
-        a.duration_s = Some(30.0);
+        a.info.created = Some(1_690_000_000); // July 2023, from metadata
+        a.info.duration_s = Some(30.0);
         let mut b = video("/lib/2024/b.mp4");
         b.mtime = 1_720_000_000; // July 2024
-        b.duration_s = Some(600.0);
+        b.info.duration_s = Some(600.0);
         let mut c = video("/lib/2024-old/c.jpg");
         c.kind = MediaKind::Image;
-        c.duration_s = None;
+        c.info.duration_s = None;
         let bus = |t| found(t, t + 1.0, &["bus"], 0, "");
         idx.put_file(&a, &[("objects", &bus(1.0)), ("objects", &bus(5.0))])
             .unwrap();

@@ -59,7 +59,7 @@ impl MediaIndex {
     ) -> Result<(), IndexError> {
         let f = self.f;
         let path = file.path.to_string_lossy();
-        let time = file.created.unwrap_or(file.mtime);
+        let time = file.info.created.unwrap_or(file.mtime);
         let mut kept = vec![];
         // What the file as a whole shows: every label and the most faces.
         let mut labels = BTreeSet::new();
@@ -112,7 +112,7 @@ impl MediaIndex {
             f.name => name.as_ref(),
             f.path_text => path.as_ref(),
             f.kind => file.kind.as_str(),
-            f.container => file.container.as_str(),
+            f.container => file.info.container.as_str(),
             f.size => file.size,
             f.mtime => file.mtime,
             f.time => time,
@@ -121,13 +121,13 @@ impl MediaIndex {
             f.plugin_set => file.plugin_set.as_str(),
             f.indexed_at => now_s(),
         );
-        if let Some(duration) = file.duration_s {
+        if let Some(duration) = file.info.duration_s {
             d.add_f64(f.duration_s, duration);
         }
-        for c in file.video_codec.iter().chain(&file.audio_codec) {
+        for c in file.info.video_codec.iter().chain(&file.info.audio_codec) {
             d.add_text(f.codec, c);
         }
-        if let (Some(w), Some(h)) = (file.width, file.height) {
+        if let (Some(w), Some(h)) = (file.info.width, file.info.height) {
             d.add_text(f.resolution, format!("{w}x{h}"));
         }
         for (plugin, reason) in &file.failures {
@@ -156,7 +156,7 @@ impl MediaIndex {
                 u64::from(s.faces),
                 !s.text.trim().is_empty(),
             );
-            if let Some(duration) = file.duration_s {
+            if let Some(duration) = file.info.duration_s {
                 d.add_f64(f.duration_s, duration);
             }
             if let Some(words) = embed_text(&s.text, &s.labels) {
@@ -277,7 +277,7 @@ impl MediaIndex {
         let i64_of = |field| old_file.and_then(|d| d.get_first(field).and_then(|v| v.as_i64()));
         let time = match (i64_of(f.time), i64_of(f.mtime)) {
             (Some(t), Some(m)) if t != m => t,
-            _ => to.created.unwrap_or(to.mtime),
+            _ => to.info.created.unwrap_or(to.mtime),
         };
         let per_path = [
             f.path,

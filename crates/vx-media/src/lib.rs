@@ -34,7 +34,7 @@ use ff::format::sample::{Sample, Type as SampleType};
 use ff::software::{resampling, scaling};
 use ff::{ChannelLayout, codec, frame, media};
 use ffmpeg_next as ff;
-use vx_plugin_protocol::{AudioRef, FrameRef, MediaKind};
+use vx_plugin_protocol::{AudioRef, FrameRef, MediaInfo, MediaKind};
 use vx_shm::{Segment, SegmentWriter, ShmError};
 
 /// Sample rate of the audio handed to plugins (what whisper and VAD expect).
@@ -134,21 +134,12 @@ pub struct Rendition {
 #[derive(Default)]
 pub struct Decoded {
     pub kind: Option<MediaKind>,
-    pub container: String,
-    pub duration_s: Option<f64>,
-    pub video_codec: Option<String>,
-    pub audio_codec: Option<String>,
-    /// Size of the source picture, before scaling.
-    pub width: Option<u32>,
-    pub height: Option<u32>,
+    pub info: MediaInfo,
     /// One per distinct frame size; all hold the same frame times.
     pub renditions: Vec<Rendition>,
     pub audio: Option<Vec<f32>>,
     /// Set when the audio was cut at [`DecodeOptions::max_audio_s`].
     pub audio_cut: bool,
-    /// When it was recorded (seconds since the Unix epoch), from the
-    /// container's or a stream's `creation_time` tag, if it has one.
-    pub created: Option<i64>,
 }
 
 impl Decoded {
@@ -214,16 +205,14 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
         return Err(MediaError::Empty);
     }
     let mut input = ff::format::input(path).map_err(MediaError::Open)?;
-    let mut out = Decoded {
-        container: input.format().name().to_owned(),
-        ..Default::default()
-    };
+    let mut out = Decoded::default();
+    out.info.container = input.format().name().to_owned();
     if input.duration() > 0 {
-        out.duration_s = Some(input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
+        out.info.duration_s = Some(input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
     }
     let stamp =
         |tags: ff::DictionaryRef<'_>| tags.get("creation_time").and_then(parse_creation_time);
-    out.created =
+    out.info.created =
         stamp(input.metadata()).or_else(|| input.streams().find_map(|s| stamp(s.metadata())));
     let video_stream = input
         .streams()
@@ -244,15 +233,16 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
     // Metadata of streams no plugin wants decoded.
     for s in input.streams() {
         let medium = s.parameters().medium();
-        if medium == media::Type::Video && video_stream.is_none() && out.video_codec.is_none() {
-            out.video_codec = Some(s.parameters().id().name().to_owned());
+        if medium == media::Type::Video && video_stream.is_none() && out.info.video_codec.is_none()
+        {
+            out.info.video_codec = Some(s.parameters().id().name().to_owned());
             let dec = codec::Context::from_parameters(s.parameters())
                 .and_then(|c| c.decoder().video())
                 .map_err(MediaError::Decode)?;
-            (out.width, out.height) = (Some(dec.width()), Some(dec.height()));
+            (out.info.width, out.info.height) = (Some(dec.width()), Some(dec.height()));
         }
         if medium == media::Type::Audio && !opts.audio && Some(s.index()) == audio_stream {
-            out.audio_codec = Some(s.parameters().id().name().to_owned());
+            out.info.audio_codec = Some(s.parameters().id().name().to_owned());
         }
     }
     let audio_stream = audio_stream.filter(|_| opts.audio);
@@ -273,10 +263,10 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
                     max: opts.max_pixels,
                 });
             }
-            out.video_codec = Some(s.parameters().id().name().to_owned());
-            out.width = Some(dec.width());
-            out.height = Some(dec.height());
-            let interval = match out.duration_s {
+            out.info.video_codec = Some(s.parameters().id().name().to_owned());
+            out.info.width = Some(dec.width());
+            out.info.height = Some(dec.height());
+            let interval = match out.info.duration_s {
                 Some(d) if !is_still => opts.frame_interval_s.max(d / opts.max_frames as f64),
                 _ => opts.frame_interval_s,
             };
@@ -295,7 +285,7 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
             let ctx =
                 codec::Context::from_parameters(s.parameters()).map_err(MediaError::Decode)?;
             let dec = ctx.decoder().audio().map_err(MediaError::Decode)?;
-            out.audio_codec = Some(s.parameters().id().name().to_owned());
+            out.info.audio_codec = Some(s.parameters().id().name().to_owned());
             Some(AudioMixer::new(dec))
         }
         None => None,
@@ -340,7 +330,7 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
     }
 
     out.kind = Some(
-        if is_still || (has_video && out.frame_count() <= 1 && out.duration_s.is_none()) {
+        if is_still || (has_video && out.frame_count() <= 1 && out.info.duration_s.is_none()) {
             MediaKind::Image
         } else if has_video {
             MediaKind::Video
@@ -349,9 +339,9 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
         },
     );
     if out.kind == Some(MediaKind::Image) {
-        out.duration_s = None;
-    } else if out.duration_s.is_none() {
-        out.duration_s = out
+        out.info.duration_s = None;
+    } else if out.info.duration_s.is_none() {
+        out.info.duration_s = out
             .audio
             .as_ref()
             .map(|a| a.len() as f64 / AUDIO_RATE as f64);

@@ -53,13 +53,13 @@ fn video_with_audio_gives_sampled_scaled_frames_and_16k_mono() {
     ]);
     let d = decode(&p, &DecodeOptions::default()).unwrap();
     assert_eq!(d.kind(), MediaKind::Video);
-    assert_eq!((d.width, d.height), (Some(1280), Some(720)));
-    assert_eq!(d.video_codec.as_deref(), Some("h264"));
-    assert_eq!(d.audio_codec.as_deref(), Some("flac"));
+    assert_eq!((d.info.width, d.info.height), (Some(1280), Some(720)));
+    assert_eq!(d.info.video_codec.as_deref(), Some("h264"));
+    assert_eq!(d.info.audio_codec.as_deref(), Some("flac"));
     assert!(
-        (d.duration_s.unwrap() - 3.0).abs() < 0.1,
+        (d.info.duration_s.unwrap() - 3.0).abs() < 0.1,
         "{:?}",
-        d.duration_s
+        d.info.duration_s
     );
 
     // The first frame at or after each 0.5 s mark (frames are 0.04 s apart).
@@ -140,7 +140,7 @@ fn audio_only_and_still_images_get_their_kind() {
     ]);
     let d = decode(&jpg, &DecodeOptions::default()).unwrap();
     assert_eq!(d.kind(), MediaKind::Image);
-    assert_eq!(d.duration_s, None);
+    assert_eq!(d.info.duration_s, None);
     assert_eq!(d.frame_count(), 1);
     let f = &d.frames_for(640)[0];
     assert_eq!((f.width, f.height), (640, 320));
@@ -217,7 +217,7 @@ fn each_size_is_scaled_once_and_unwanted_audio_is_not_decoded() {
     };
     let d = decode(&p, &no_frames).unwrap();
     assert_eq!((d.kind(), d.frame_count()), (MediaKind::Video, 0));
-    assert_eq!(d.video_codec.as_deref(), Some("h264"));
+    assert_eq!(d.info.video_codec.as_deref(), Some("h264"));
 }
 
 #[test]

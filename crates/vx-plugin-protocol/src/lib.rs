@@ -223,6 +223,21 @@ pub struct AudioRef {
     pub sample_rate: u32,
 }
 
+/// What a media file's container and streams say about it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MediaInfo {
+    pub container: String,
+    pub duration_s: Option<f64>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    /// Size of the source picture, before scaling.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// When it was recorded (seconds since the Unix epoch), from the
+    /// container's or a stream's `creation_time` tag, if it has one.
+    pub created: Option<i64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaKind {
