@@ -331,17 +331,31 @@ fn accept_hello(
         secs: deadline.as_secs_f64(),
     };
     let start = Instant::now();
+    let mut stranger = None;
     let conn = loop {
         match listener.accept() {
-            Ok(c) => break c,
+            // Only the process vxd spawned may speak for the plugin: another
+            // one of the same user could reach the socket too.
+            Ok(c) => match peer_pid(&c) {
+                Some(pid) if pid == child.id() => break c,
+                other => {
+                    tracing::warn!(plugin, pid = ?other, host = child.id(), "refused a connection from a process vxd did not start");
+                    stranger = other.or(Some(0));
+                }
+            },
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
             Err(e) => return Err(HostFailure::Spawn(e)),
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            let status = describe(status, limits);
+        let exited = child.try_wait().ok().flatten();
+        if let (Some(pid), true) = (stranger, exited.is_some() || start.elapsed() > deadline) {
+            return Err(HostFailure::Protocol(format!(
+                "process {pid}, not the host vxd started, connected in its place"
+            )));
+        }
+        if let Some(status) = exited {
             return Err(HostFailure::ExitedBeforeHandshake {
                 plugin: plugin.to_owned(),
-                status,
+                status: describe(status, limits),
             });
         }
         if start.elapsed() > deadline {
@@ -373,6 +387,29 @@ fn accept_hello(
         other => Err(HostFailure::Protocol(format!("{other:?} instead of Needs"))),
     })?;
     Ok((conn, version, needs))
+}
+
+/// The pid of the process at the other end of a unix socket.
+fn peer_pid(conn: &Stream) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let Stream::UdSocket(sock) = conn;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && cred.pid > 0).then_some(cred.pid as u32)
 }
 
 /// Reads one handshake message within the start timeout left on `conn`.

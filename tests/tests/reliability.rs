@@ -633,3 +633,36 @@ fn a_full_state_dir_pauses_indexing_until_space_returns() {
     );
     assert_eq!(d.search("during1").len(), 1);
 }
+
+/// A process other than the host vxd spawned cannot speak for a plugin:
+/// here the "host" vxd starts is a script whose child connects instead.
+#[test]
+fn only_the_host_vxd_started_may_say_hello() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("not-the-host.sh");
+    let real = bin_dir().join("vx-plugin-host");
+    std::fs::write(&script, format!("#!/bin/sh\n{real:?} \"$@\" &\nwait\n")).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let d = Daemon::start_with(
+        "host_start_timeout_s = 3.0\n",
+        &[("VX_PLUGIN_HOST", script.to_str().unwrap())],
+        |m| make_images(m, &["a.bmp".into()]),
+    );
+    d.wait_idle(60);
+    let status = d.json(&["status"]);
+    let keyframes = status["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "keyframes")
+        .cloned()
+        .unwrap();
+    assert!(
+        keyframes["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not the host vxd started"),
+        "{status:#}"
+    );
+    assert_ne!(keyframes["state"], "ready", "{status:#}");
+}
