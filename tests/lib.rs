@@ -387,7 +387,12 @@ impl Drop for Daemon {
 }
 
 pub fn spawn_vxd_with(config: &Path, log_dir: &Path, env: &[(String, String)]) -> Child {
-    let log = std::fs::File::create(log_dir.join("vxd.log")).unwrap();
+    // Appended to, so that a test that restarts vxd keeps every run's log.
+    let log = std::fs::File::options()
+        .append(true)
+        .create(true)
+        .open(log_dir.join("vxd.log"))
+        .unwrap();
     Command::new(bin_dir().join("vxd"))
         .arg("--config")
         .arg(config)

@@ -483,7 +483,13 @@ fn a_file_that_keeps_killing_vxd_fails_instead_of_looping() {
             break;
         }
         deaths += 1;
-        assert!(deaths <= 3, "vxd keeps dying on the same file\n{}", d.log());
+        let how = d.child.wait().unwrap();
+        assert!(
+            deaths <= 3,
+            "vxd keeps dying on the same file (pid {}, {how:?})\n{}",
+            d.pid(),
+            d.log()
+        );
         d.restart_stopped();
     }
     assert_eq!(deaths, 3, "{}", d.log());
