@@ -37,6 +37,7 @@ ff -f lavfi -i color=c=gray:s=16000x16000 -frames:v 1 huge.jpg
 cp good.png "with spaces.png"
 cp good.png "$(printf 'new\nline.png')"
 cp good.png "$(printf 'escape\033[31m\033]0;title\007.png')"
+cp good.png "$(printf 'latin1-\351t\351.png')"          # not UTF-8
 long="$(printf 'd%.0s' {1..200})"
 mkdir -p "$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long"
 cp good.png "$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$(printf 'n%.0s' {1..200}).png"

@@ -183,7 +183,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     root,
                     &filter,
                     &mut |p, size| crawl_state.enqueue(p, size),
-                    &mut |w| crawl_state.lock().warn(w),
+                    &mut |p| crawl_state.report(p),
                 );
             }
             let n = crawl_state.lock().seen.len();

@@ -34,8 +34,9 @@ const RETRY_PAUSE: Duration = Duration::from_secs(5);
 const MAX_TEMPORARY_FAILURES: u32 = 5;
 /// A file on which vxd itself died this many times fails for good.
 const MAX_DEATHS_ON_A_FILE: u32 = 3;
-/// The "plugin" name vxd's own failures (a panic, a death) are recorded under.
-const VXD: &str = "vxd";
+/// The "plugin" name vxd's own failures (a panic, a death, a name it cannot
+/// index) are recorded under.
+pub const VXD: &str = "vxd";
 
 /// A failure of the whole file (not of one plugin): it is not indexed.
 pub fn fails_whole_file(plugin: &str) -> bool {

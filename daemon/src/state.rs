@@ -175,6 +175,19 @@ impl State {
         self.work.notify_all();
     }
 
+    /// Tells status what a crawl could not index.
+    pub fn report(&self, problem: crate::watch::Problem) {
+        use crate::watch::Problem;
+        let mut s = self.lock();
+        match problem {
+            Problem::Folder(warning) => s.warn(warning),
+            Problem::File(path, why) => {
+                s.seen.insert(path.clone());
+                s.failed.insert((path, crate::pipeline::VXD.into()), why);
+            }
+        }
+    }
+
     pub fn set_paused(&self, paused: bool) {
         self.lock().paused = paused;
         self.work.notify_all();

@@ -10,8 +10,10 @@
 //! Watching must not fail silently: when inotify runs out of watches (ENOSPC)
 //! or instances (EMFILE), status shows a warning naming the sysctl to raise,
 //! and the affected folders are rescanned every `rescan_interval_s` instead.
-//! Unreadable folders and names that are not UTF-8 are reported the same way
-//! and skipped. Symlinks are never followed, so links cannot loop.
+//! Unreadable folders are reported the same way and skipped; a media file
+//! whose name is not UTF-8 is listed as failed, since neither the index nor
+//! vxctl's JSON can hold its name. Symlinks are never followed, so links
+//! cannot loop.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -82,31 +84,51 @@ impl Filter {
 
 /// Walks `dir` without following symlinks, calling `found` for each wanted
 /// file and `problem` for what it had to skip.
+/// What a crawl met and could not index.
+#[derive(Debug)]
+pub enum Problem {
+    /// A folder it cannot read: a warning.
+    Folder(String),
+    /// A media file it cannot index (its name, made printable), and why.
+    File(PathBuf, String),
+}
+
+/// A media file whose name is not UTF-8, as a problem to report.
+fn not_utf8(path: &Path) -> Problem {
+    Problem::File(
+        PathBuf::from(path.to_string_lossy().into_owned()),
+        "its name is not valid UTF-8, which vx cannot index: rename it".into(),
+    )
+}
+
 pub fn crawl(
     dir: &Path,
     filter: &Filter,
     found: &mut dyn FnMut(PathBuf, u64),
-    problem: &mut dyn FnMut(String),
+    problem: &mut dyn FnMut(Problem),
 ) {
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         let entries = match std::fs::read_dir(&d) {
             Ok(e) => e,
             Err(e) => {
-                problem(format!("cannot read folder {}: {e}", d.display()));
+                problem(Problem::Folder(format!(
+                    "cannot read folder {}: {e}",
+                    d.display()
+                )));
                 continue;
             }
         };
         for entry in entries.flatten() {
             let Ok(ft) = entry.file_type() else { continue };
             let path = entry.path();
-            if path.to_str().is_none()
-                && (ft.is_dir() || vx_media::kind_from_extension(&path).is_some())
-            {
-                problem(format!(
-                    "skipped {} (its name is not UTF-8)",
+            if path.to_str().is_none() && ft.is_dir() {
+                problem(Problem::Folder(format!(
+                    "skipped folder {} (its name is not UTF-8)",
                     path.to_string_lossy()
-                ));
+                )));
+            } else if path.to_str().is_none() && vx_media::kind_from_extension(&path).is_some() {
+                problem(not_utf8(&path));
             } else if ft.is_dir() {
                 if filter.wants_dir(&path) {
                     stack.push(path);
@@ -220,7 +242,7 @@ impl Rescan {
                         ),
                     );
                 },
-                &mut |w| state.lock().warn(w),
+                &mut |p| state.report(p),
             );
         }
         for (p, sig) in &now {
@@ -433,17 +455,14 @@ fn handle(
         } else if meta.is_dir() {
             // Files may land in a new folder before its watch exists.
             if filter.wants_dir(path) {
-                crawl(path, filter, &mut |p, _| settler.touch(p), &mut |w| {
-                    state.lock().warn(w)
+                crawl(path, filter, &mut |p, _| settler.touch(p), &mut |p| {
+                    state.report(p)
                 });
             }
         } else if filter.wants_file(path) {
             settler.touch(path.to_owned());
         } else if path.to_str().is_none() && vx_media::kind_from_extension(path).is_some() {
-            state.lock().warn(format!(
-                "skipped {} (its name is not UTF-8)",
-                path.to_string_lossy()
-            ));
+            state.report(not_utf8(path));
         }
     };
     match ev.kind {
@@ -508,7 +527,7 @@ mod tests {
     }
 
     #[test]
-    fn non_utf8_names_are_reported_and_skipped_by_the_crawl() {
+    fn non_utf8_names_are_failed_with_a_printable_name_by_the_crawl() {
         use std::os::unix::ffi::OsStrExt;
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -520,11 +539,14 @@ mod tests {
         std::fs::write(dir.path().join("good.mp4"), b"x").unwrap();
         let f = Filter::new(vec![dir.path().to_owned()], &[]).unwrap();
         let (mut found, mut problems) = (vec![], vec![]);
-        crawl(dir.path(), &f, &mut |p, _| found.push(p), &mut |w| {
-            problems.push(w)
+        crawl(dir.path(), &f, &mut |p, _| found.push(p), &mut |p| {
+            problems.push(p)
         });
         assert_eq!(found, [dir.path().join("good.mp4")]);
-        assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("not UTF-8"), "{problems:?}");
+        assert!(
+            matches!(&problems[..], [Problem::File(p, why)]
+                if p.to_str().is_some() && why.contains("not valid UTF-8")),
+            "{problems:?}"
+        );
     }
 }

@@ -155,6 +155,9 @@ fn fault_injection(path: &Path) -> Result<(), vx_media::MediaError> {
             libc::raise(libc::SIGSEGV);
         }
     }
+    if name.starts_with("decoder-slow") {
+        std::thread::sleep(Duration::from_secs(2)); // time to change the file
+    }
     if name.starts_with("decoder-hang") {
         loop {
             std::thread::sleep(Duration::from_secs(3600));

@@ -672,3 +672,51 @@ fn only_the_host_vxd_started_may_say_hello() {
     );
     assert_ne!(keyframes["state"], "ready", "{status:#}");
 }
+
+/// The size vxd indexed `name` at.
+fn indexed_size(d: &Daemon, name: &str) -> Option<u64> {
+    let path = d.media.join(name);
+    d.json(&["status", path.to_str().unwrap()])["indexed"]["size"].as_u64()
+}
+
+/// Files cut short or replaced while the decoder works on them (vxd built
+/// for tests has it wait 2 s on `decoder-slow…`) end up indexed as they are
+/// on disk afterwards, not as they were when decoding began.
+#[test]
+fn a_file_changed_while_it_is_decoded_is_indexed_as_it_ends_up() {
+    let d = Daemon::start(|m| {
+        make_video(&m.join("decoder-slow-cut.mp4"), 3);
+        make_video(&m.join("decoder-slow-swap.mp4"), 3);
+    });
+    let decoding = eventually(Duration::from_secs(30), || {
+        d.json(&["status"])["current"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    });
+    assert!(decoding, "{}", d.log());
+    let cut = d.media.join("decoder-slow-cut.mp4");
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let other = d.root.path().join("other.png");
+    make_image(&other);
+    std::fs::rename(&other, d.media.join("decoder-slow-swap.mp4")).unwrap();
+    d.wait_idle(60);
+    std::thread::sleep(Duration::from_secs(2)); // past settle_ms, then idle again
+    d.wait_idle(60);
+    for name in ["decoder-slow-cut.mp4", "decoder-slow-swap.mp4"] {
+        let on_disk = std::fs::metadata(d.media.join(name)).unwrap().len();
+        assert_eq!(
+            indexed_size(&d, name),
+            Some(on_disk),
+            "{name}: {:#}\n{}",
+            d.json(&["status", d.media.join(name).to_str().unwrap()]),
+            d.log()
+        );
+    }
+    let swapped = d.json(&[
+        "status",
+        d.media.join("decoder-slow-swap.mp4").to_str().unwrap(),
+    ]);
+    assert_eq!(swapped["indexed"]["kind"], "image", "{swapped:#}");
+    assert!(process_alive(d.pid()));
+}
