@@ -245,8 +245,10 @@ impl Host {
     ) -> Result<HostToDaemon, HostFailure> {
         let until = Instant::now() + deadline;
         let stream = self.conn.get_ref();
+        // A host that stops reading its socket cannot block vxd's send either.
         let sent = stream
             .set_recv_timeout(Some(deadline))
+            .and_then(|()| stream.set_send_timeout(Some(deadline)))
             .map_err(WireError::from)
             .and_then(|()| match fd {
                 Some(fd) => {
