@@ -127,7 +127,7 @@ fn an_inotify_limit_is_reported_and_the_folder_rescanned() {
 }
 
 #[test]
-fn ignored_non_utf8_and_symlinked_paths_are_skipped_and_reported() {
+fn ignored_and_symlinked_paths_are_skipped_and_non_utf8_names_failed() {
     let d = Daemon::start_with("ignore = [\"**/proxies/**\", \"*.lrv.mp4\"]\n", &[], |m| {
         make_images(m, &["keep.bmp".into(), "second.bmp".into()]);
         std::fs::create_dir(m.join("proxies")).unwrap();
@@ -141,10 +141,14 @@ fn ignored_non_utf8_and_symlinked_paths_are_skipped_and_reported() {
     let status = d.json(&["status"]);
     assert_eq!(
         status["files"]["seen"].as_u64(),
-        Some(2),
-        "keep.bmp and second.bmp only (links are not followed): {status:#}"
+        Some(3),
+        "keep.bmp, second.bmp and the non-UTF-8 name only (links are not followed): {status:#}"
     );
+    assert_eq!(status["files"]["indexed"].as_u64(), Some(2), "{status:#}");
     assert!(d.search("proxy").is_empty() && d.search("lrv").is_empty());
-    let warnings = status["warnings"].to_string();
-    assert!(warnings.contains("not UTF-8"), "{warnings}");
+    let failed = status["failed_files"].to_string();
+    assert!(
+        failed.contains("caf\u{fffd}.bmp") && failed.contains("not valid UTF-8"),
+        "{failed}"
+    );
 }
