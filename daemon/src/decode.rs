@@ -57,6 +57,15 @@ impl Decoder {
         }
     }
 
+    /// Starts the subprocess ahead of the first file; it is started on
+    /// demand otherwise.
+    pub fn start(&mut self) {
+        match self.spawn() {
+            Ok(started) => self.running = Some(started),
+            Err(e) => tracing::warn!("cannot start the decoder (tried again per file): {e}"),
+        }
+    }
+
     /// Decodes `path` in the subprocess: the file's summary, and its frames
     /// and audio in a sealed segment.
     pub fn decode(

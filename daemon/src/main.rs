@@ -10,6 +10,7 @@ mod decode;
 mod embed;
 mod host;
 mod pipeline;
+mod pool;
 mod sd;
 mod state;
 mod validate;
@@ -99,10 +100,18 @@ fn run(args: Args) -> anyhow::Result<()> {
             .context("cannot detach")?;
         write_pid(&mut lock)?;
     }
+    pin_to_cores(settings.cores());
     let index = Arc::new(MediaIndex::open(&settings.state_dir.join("index"))?);
     index.set_artefact_dir(&settings.artefact_dir());
-    tracing::info!(jobs = settings.jobs, "workers");
+    tracing::info!(
+        jobs = settings.jobs,
+        cores = settings.cores(),
+        host_pool_size = settings.host_pool_size,
+        host_threads = settings.host_threads,
+        "workers"
+    );
     let state = Arc::new(State::default());
+    state.lock().hours = settings.hours();
     for dir in settings
         .watch
         .iter()
@@ -134,13 +143,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     let in_progress = Arc::new(in_progress);
     let socket_dir = control::prepare_socket_dir(&settings.socket)?;
     // Plugins are listed in status in the configured order, the embedder last.
+    let pools = Arc::new(start_pools(&settings, &state, &socket_dir));
     let pipelines: Vec<Pipeline> = (0..settings.jobs)
         .map(|worker| {
             Pipeline::new(
                 settings.clone(),
                 state.clone(),
                 index.clone(),
-                socket_dir.clone(),
+                pools.clone(),
                 worker,
                 in_progress.clone(),
             )
@@ -219,15 +229,79 @@ fn run(args: Args) -> anyhow::Result<()> {
     // Workers finish their current plugin call, waiting at most this long.
     let deadline = Instant::now() + Duration::from_secs(5);
     let stopped = (0..settings.jobs).all(|_| done_rx.recv_deadline(deadline).is_ok());
-    if !stopped {
-        tracing::warn!("workers did not stop in time; killing hosts");
-        for pid in state.lock().plugins.iter().filter_map(|p| p.pid) {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    match Arc::try_unwrap(pools) {
+        Ok(pools) if stopped => pools.into_iter().for_each(pool::Pool::stop),
+        _ => {
+            tracing::warn!("workers did not stop in time; killing hosts");
+            for pid in state.lock().plugins.iter().filter_map(|p| p.pid) {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
         }
     }
     let _ = std::fs::remove_file(&settings.socket);
     Ok(())
+}
+
+/// A pool of hosts for each configured plugin that reads files (the text
+/// embedder has its own thread). A plugin whose models are missing gets
+/// none: status says which model and how to install it.
+fn start_pools(settings: &Settings, state: &Arc<State>, socket_dir: &Path) -> Vec<pool::Pool> {
+    let config = pool::PoolConfig {
+        limits: host::HostLimits::from_settings(settings),
+        socket_dir: socket_dir.to_owned(),
+        cache_dir: settings.cache_dir.clone(),
+        artefact_dir: settings.artefact_dir(),
+        threads: settings.host_threads,
+    };
+    let mut pools = vec![];
+    for plugin in settings
+        .plugins
+        .iter()
+        .filter(|p| *p != vx_config::TEXT_EMBED)
+    {
+        match vx_models::missing_for_plugin(plugin, &settings.cache_dir) {
+            None => pools.push(pool::Pool::start(
+                plugin,
+                settings.host_pool_size,
+                &config,
+                state.clone(),
+            )),
+            Some(missing) => {
+                tracing::warn!(plugin = %plugin, "not started: {missing}");
+                state.set_missing(plugin, 0, missing.to_string());
+            }
+        }
+    }
+    pools
+}
+
+/// Keeps vxd, and the decoders and hosts it starts, on the first `cores`
+/// CPUs: the `cpu_share` budget, enforced by the kernel without a cgroup.
+fn pin_to_cores(cores: usize) {
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores >= all {
+        return;
+    }
+    // SAFETY: the set is zeroed and filled with CPU_SET before use, and
+    // sched_getaffinity/sched_setaffinity only read or write it.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
+            return;
+        }
+        let mut pinned: libc::cpu_set_t = std::mem::zeroed();
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &allowed))
+            .take(cores)
+            .for_each(|cpu| libc::CPU_SET(cpu, &mut pinned));
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &pinned) != 0 {
+            tracing::warn!(
+                "cannot keep to {cores} cores (cpu_share): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
 }
 
 /// The text embedder, or why search by meaning is off: not configured, or

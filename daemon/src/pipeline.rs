@@ -12,17 +12,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use vx_config::Settings;
-use vx_ctl_protocol::PluginState;
 use vx_decoder::Summary;
 use vx_index::{FileRecord, MediaIndex};
 use vx_media::{DecodeOptions, Packed};
 use vx_plugin_protocol::{FrameRef, Job, MediaKind, Needs, SegmentResult, ShmRef};
 
 use crate::decode::{Decoder, Failure};
-use crate::host::{Host, HostArgs, HostFailure, HostLimits, decoder_exe, host_exe};
+use crate::host::{HostLimits, decoder_exe};
+use crate::pool::{Outcome, Pool};
 use crate::state::{InProgress, State};
-use crate::validate;
 
 /// The "plugin" name failures of decoding itself are recorded under.
 pub const DECODE: &str = "decode";
@@ -43,72 +43,26 @@ pub fn fails_whole_file(plugin: &str) -> bool {
     plugin == DECODE || plugin == VXD
 }
 
-/// A plugin whose host fails to start this many times in a row is disabled
-/// until vxd restarts...
-const MAX_START_FAILURES_IN_A_ROW: u32 = 3;
-/// ...and so is one whose host dies on this many files in a row.
-const MAX_FAILED_FILES_IN_A_ROW: u32 = 5;
-/// Each host death after the first in a row doubles the wait before the next
-/// start, from this up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-struct Slot {
-    plugin: String,
-    host: Option<Host>,
-    version: String,
-    /// What its host last asked to have decoded.
-    needs: Option<Needs>,
-    started: u64,
-    deaths_in_a_row: u32,
-    start_failures_in_a_row: u32,
-    failed_files_in_a_row: u32,
-    disabled: bool,
-}
-
-impl Slot {
-    fn new(plugin: &str) -> Self {
-        Self {
-            plugin: plugin.to_owned(),
-            host: None,
-            version: "?".into(),
-            needs: None,
-            started: 0,
-            deaths_in_a_row: 0,
-            start_failures_in_a_row: 0,
-            failed_files_in_a_row: 0,
-            disabled: false,
-        }
-    }
-
-    /// Said Hello at least once and is not disabled.
-    fn is_running(&self) -> bool {
-        self.needs.is_some() && !self.disabled
-    }
-
-    fn backoff(&self) -> Duration {
-        match self.deaths_in_a_row {
-            0 | 1 => Duration::ZERO, // the first retry is immediate
-            n => FIRST_BACKOFF
-                .saturating_mul(1 << (n - 2).min(16))
-                .min(MAX_BACKOFF),
-        }
-    }
-}
-
 pub struct Pipeline {
     settings: Arc<Settings>,
     state: Arc<State>,
     index: Arc<MediaIndex>,
-    slots: Vec<Slot>,
-    limits: HostLimits,
-    host_exe: PathBuf,
-    socket_dir: PathBuf,
-    next_job_id: u64,
-    /// Which of the `jobs` workers this is; each owns its own hosts.
+    /// One pool of hosts per plugin that reads files, shared by all workers.
+    pools: Arc<Vec<Pool>>,
+    /// Which of the `jobs` workers this is.
     worker: usize,
     decoder: Decoder,
     in_progress: Arc<InProgress>,
+}
+
+/// What is to be done for one file.
+struct Plan {
+    record: FileRecord,
+    /// Plugins whose stored results stay: same version on an unchanged
+    /// file, or down.
+    keep: Vec<String>,
+    /// The pools that run on it, with what each needs.
+    run: Vec<(usize, Needs)>,
 }
 
 impl Pipeline {
@@ -116,59 +70,31 @@ impl Pipeline {
         settings: Arc<Settings>,
         state: Arc<State>,
         index: Arc<MediaIndex>,
-        socket_dir: PathBuf,
+        pools: Arc<Vec<Pool>>,
         worker: usize,
         in_progress: Arc<InProgress>,
     ) -> Self {
-        // A plugin whose models are missing is not started: status says
-        // which model and how to install it.
-        let mut slots = vec![];
-        // The text embedder reads no files: its own thread serves it.
-        for plugin in settings
-            .plugins
-            .iter()
-            .filter(|p| *p != vx_config::TEXT_EMBED)
-        {
-            match vx_models::missing_for_plugin(plugin, &settings.cache_dir) {
-                None => {
-                    // Listed now, so status shows plugins in the configured order.
-                    state.set_plugin(plugin, worker, |_| {});
-                    slots.push(Slot::new(plugin));
-                }
-                Some(missing) => {
-                    if worker == 0 {
-                        tracing::warn!(plugin = %plugin, "not started: {missing}");
-                    }
-                    state.set_missing(plugin, worker, missing.to_string());
-                }
-            }
-        }
-        let limits = HostLimits::from_settings(&settings);
         let decoder = Decoder::new(
             decoder_exe(),
-            limits,
+            HostLimits::from_settings(&settings),
             Duration::from_secs_f64(settings.decode_stall_s),
         );
         Self {
             settings,
             state,
             index,
-            slots,
-            limits,
-            host_exe: host_exe(),
-            socket_dir,
-            next_job_id: 1,
+            pools,
             worker,
             decoder,
             in_progress,
         }
     }
 
-    /// Runs on its own thread until shutdown. Hosts are spawned from this
-    /// thread only: PR_SET_PDEATHSIG fires when the spawning *thread* exits.
+    /// Runs on its own thread until shutdown.
     pub fn run(mut self) {
-        for i in 0..self.slots.len() {
-            self.ensure_host(i);
+        self.decoder.start();
+        for pool in self.pools.iter() {
+            pool.wait_first_start();
         }
         while let Some(path) = self.state.next_job(self.worker) {
             let span = tracing::info_span!("file", worker = self.worker, path = %path.display());
@@ -186,16 +112,10 @@ impl Pipeline {
             self.state.finish(self.worker);
             self.purge_stale_once();
         }
-        for slot in &mut self.slots {
-            if let Some(h) = slot.host.take() {
-                h.stop();
-            }
-        }
     }
 
     /// A bug in vxd itself, met on `path`: that file fails with the panic's
-    /// message, and the worker goes on with fresh hosts (one may have been
-    /// left mid-job).
+    /// message, and the worker goes on.
     fn panicked(&mut self, path: &Path, payload: &(dyn std::any::Any + Send)) {
         let message = payload
             .downcast_ref::<&str>()
@@ -208,199 +128,27 @@ impl Pipeline {
             VXD,
             format!("vxd panicked: {message} (please report this)"),
         );
-        for slot in &mut self.slots {
-            if let Some(h) = slot.host.take() {
-                h.stop();
-            }
-        }
-    }
-
-    fn ensure_host(&mut self, i: usize) -> bool {
-        let slot = &mut self.slots[i];
-        if slot.host.is_some() {
-            return true;
-        }
-        if slot.disabled {
-            return false;
-        }
-        std::thread::sleep(slot.backoff());
-        let restart = slot.started > 0;
-        slot.started += 1;
-        self.state.set_plugin(&slot.plugin, self.worker, |p| {
-            p.state = PluginState::Starting;
-            p.restarts += restart as u32;
-        });
-        let tag = format!("{}-{}", self.worker, slot.started);
-        let artefact_dir = self.settings.artefact_dir();
-        let args = HostArgs {
-            exe: &self.host_exe,
-            plugin: &slot.plugin,
-            socket_dir: &self.socket_dir,
-            tag: &tag,
-            cache_dir: &self.settings.cache_dir,
-            // Plugins run one after another on a file, so each may use every core.
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            artefact_dir: Some(&artefact_dir),
-        };
-        match Host::start(args, self.limits) {
-            Ok(h) => {
-                tracing::info!(plugin = %slot.plugin, pid = h.pid(), needs = ?h.needs, "host ready");
-                slot.version = h.version.clone();
-                slot.needs = Some(h.needs);
-                slot.start_failures_in_a_row = 0;
-                let pid = h.pid();
-                self.state.set_plugin(&slot.plugin, self.worker, |p| {
-                    p.pid = Some(pid);
-                    p.state = PluginState::Ready;
-                });
-                slot.host = Some(h);
-                true
-            }
-            Err(e) => {
-                self.slots[i].start_failures_in_a_row += 1;
-                self.host_failed(i, &e);
-                false
-            }
-        }
-    }
-
-    /// Records a host death; the host is gone and restarts on demand.
-    fn host_failed(&mut self, i: usize, e: &HostFailure) {
-        let slot = &mut self.slots[i];
-        slot.host = None;
-        slot.deaths_in_a_row += 1;
-        slot.disabled |= slot.start_failures_in_a_row >= MAX_START_FAILURES_IN_A_ROW
-            || slot.failed_files_in_a_row >= MAX_FAILED_FILES_IN_A_ROW;
-        let disabled = slot.disabled;
-        tracing::warn!(plugin = %slot.plugin, disabled, "host failed: {e}");
-        self.state.set_plugin(&slot.plugin, self.worker, |p| {
-            p.pid = None;
-            p.crashes += 1;
-            p.state = if disabled {
-                PluginState::Disabled
-            } else {
-                PluginState::Exited
-            };
-            p.last_error = Some(e.to_string());
-        });
-    }
-
-    /// Runs plugin `i` on `job`, with the frames and audio it asked for. A
-    /// host that dies on it is replaced and the file retried once; a second
-    /// death makes this file a failure for this plugin only.
-    fn run_plugin(
-        &mut self,
-        i: usize,
-        job: &Job,
-        packed: &Packed,
-        deadline: Duration,
-    ) -> Result<Vec<SegmentResult>, Failure> {
-        let plugin = self.slots[i].plugin.clone();
-        let mut last_error = String::new();
-        for attempt in 1..=2 {
-            if !self.ensure_host(i) {
-                let worker = self.worker as u32;
-                let state = self.state.lock();
-                let why = state
-                    .plugins
-                    .iter()
-                    .find(|p| p.name == plugin && p.worker == worker)
-                    .and_then(|p| p.last_error.clone());
-                drop(state);
-                return Err(Failure::File(format!(
-                    "plugin not running: {}",
-                    why.unwrap_or(last_error)
-                )));
-            }
-            let needs = self.slots[i].needs.unwrap_or_default();
-            let job = Job {
-                id: self.next_job_id,
-                frames: needs
-                    .frame_max_side
-                    .map(|side| frames_nearest(packed, side.min(self.settings.frame_max_side)))
-                    .unwrap_or_default(),
-                audio: packed.audio.filter(|_| needs.audio),
-                ..job.clone()
-            };
-            self.next_job_id += 1;
-            {
-                let mut state = self.state.lock();
-                state.plugin_jobs += 1;
-                if let Some(c) = state.working.get_mut(&self.worker) {
-                    c.plugin = Some(plugin.clone());
-                }
-            }
-            self.state
-                .set_plugin(&plugin, self.worker, |p| p.state = PluginState::Busy);
-            let host = self.slots[i].host.as_mut().expect("ensured above");
-            match host.run(&job, deadline) {
-                Ok(outcome) => {
-                    let slot = &mut self.slots[i];
-                    slot.deaths_in_a_row = 0;
-                    slot.failed_files_in_a_row = 0;
-                    self.state
-                        .set_plugin(&plugin, self.worker, |p| p.state = PluginState::Ready);
-                    let segments = outcome
-                        .map_err(|e| match e.temporary {
-                            true => Failure::Temporary(e.to_string()),
-                            false => Failure::File(e.to_string()),
-                        })?
-                        .segments;
-                    let (segments, notes) = validate::check(segments, &job.artefact_dir);
-                    if !notes.is_empty() {
-                        let notes = notes.join("; ");
-                        tracing::warn!(plugin = %plugin, "reply checked: {notes}");
-                        // One warning per plugin, however many files: the
-                        // log has each file's details.
-                        self.state.lock().warn(format!(
-                            "plugin {plugin} sent results that had to be cut (see vxd's log)"
-                        ));
-                    }
-                    return Ok(segments);
-                }
-                Err(e) => {
-                    tracing::warn!(plugin = %plugin, attempt, "host died on this file: {e}");
-                    last_error = e.to_string();
-                    if attempt == 2 {
-                        self.slots[i].failed_files_in_a_row += 1;
-                    }
-                    self.host_failed(i, &e);
-                }
-            }
-        }
-        Err(Failure::File(last_error))
     }
 
     /// The running plugins and their versions, e.g. `keyframes@1,ocr@2`.
     fn plugin_set(&self) -> String {
         let plugins: Vec<String> = self
-            .slots
+            .pools
             .iter()
-            .filter(|s| s.is_running())
-            .map(|s| format!("{}@{}", s.plugin, s.version))
+            .filter(|p| p.is_running())
+            .filter_map(|p| p.hello().map(|(v, _)| format!("{}@{v}", p.plugin())))
             .collect();
         plugins.join(",")
     }
 
-    /// Configured plugins that cannot run now: their host never started, or
-    /// it was disabled after failing again and again.
+    /// Configured plugins that cannot run now: their hosts never started, or
+    /// they were disabled after failing again and again.
     fn down_plugins(&self) -> Vec<String> {
-        self.slots
+        self.pools
             .iter()
-            .filter(|s| !s.is_running())
-            .map(|s| s.plugin.clone())
+            .filter(|p| !p.is_running())
+            .map(|p| p.plugin().to_owned())
             .collect()
-    }
-
-    /// Tries once more to start each host that has never said Hello (with
-    /// the usual backoff), so that a plugin counts as down only after it
-    /// has really failed to start.
-    fn start_hosts_never_started(&mut self) {
-        for i in 0..self.slots.len() {
-            if self.slots[i].needs.is_none() {
-                self.ensure_host(i);
-            }
-        }
     }
 
     /// Size and mtime: what changes when the file does.
@@ -478,6 +226,8 @@ impl Pipeline {
         );
     }
 
+    /// One file: plan, decode, run the plugins, index. Each step records
+    /// what stops the file, so this only reads as the sequence.
     fn process(&mut self, path: &Path) {
         #[cfg(feature = "fault-injection")]
         if path
@@ -486,24 +236,53 @@ impl Pipeline {
         {
             panic!("fault injection: {}", path.display());
         }
+        let Some(mut plan) = self.plan(path) else {
+            return;
+        };
+        let started = Instant::now();
+        let Some((summary, packed)) = self.decode_for(&mut plan) else {
+            return;
+        };
+        let decode_s = started.elapsed().as_secs_f64();
+        let Some(results) = self.run_plugins(&mut plan, &summary, packed) else {
+            return;
+        };
+        let segments: Vec<(&str, &SegmentResult)> = results
+            .iter()
+            .flat_map(|(p, segs)| segs.iter().map(move |s| (p.as_str(), s)))
+            .collect();
+        let keep: Vec<&str> = plan.keep.iter().map(String::as_str).collect();
+        self.index_file(&plan.record, &segments, &keep);
+        tracing::info!(
+            kind = plan.record.kind.as_str(),
+            segments = segments.len(),
+            failures = plan.record.failures.len(),
+            decode_s = format!("{decode_s:.2}"),
+            total_s = format!("{:.2}", started.elapsed().as_secs_f64()),
+            "indexed"
+        );
+    }
 
+    /// Decides what the file needs: nothing (gone, unreadable, up to date,
+    /// or a copy of content already indexed, which is reused here), or the
+    /// plugins to run and the results to keep.
+    fn plan(&mut self, path: &Path) -> Option<Plan> {
         let meta = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => m,
             _ if crate::watch::gone(path, &self.settings.watch) => {
                 // Gone before its turn came.
                 self.state.forget(path);
                 self.remove_and_commit(&[path.to_owned()]);
-                return;
+                return None;
             }
-            Ok(_) => return, // not a file (any more): nothing to index
+            Ok(_) => return None, // not a file (any more): nothing to index
             Err(e) => {
                 // Unreadable for now (a permission, a disk away): its entries stay.
                 self.record_failure(path, "read", e.to_string());
-                return;
+                return None;
             }
         };
         let fingerprint = Self::fingerprint(&meta);
-        self.start_hosts_never_started();
         let plugin_set = self.plugin_set();
         let down = self.down_plugins();
         let forced = self.state.lock().force.remove(path);
@@ -538,7 +317,7 @@ impl Pipeline {
             if !failed {
                 state.indexed.insert(path.to_owned());
             }
-            return;
+            return None;
         }
         // A plugin that is down stays recorded at the version of the results
         // kept for it; one with none is missing, so it runs when it is back.
@@ -557,7 +336,7 @@ impl Pipeline {
             Ok(h) => h,
             Err(e) => {
                 self.record_failure(path, "read", e.to_string());
-                return;
+                return None;
             }
         };
         self.state
@@ -577,7 +356,7 @@ impl Pipeline {
         };
         if keep.is_empty() {
             if !forced && self.reuse_by_content(&record) {
-                return;
+                return None;
             }
         } else {
             tracing::info!(
@@ -591,18 +370,25 @@ impl Pipeline {
                     .filter(|(plugin, _)| keep.contains(plugin)),
             );
         }
-
-        let started = Instant::now();
-        // One decode for every plugin that runs: each size any of them asked
-        // for, and the audio if one wants it.
-        let running: Vec<Needs> = self
-            .slots
+        let run = self
+            .pools
             .iter()
-            .filter(|s| s.is_running() && !keep.contains(&s.plugin))
-            .filter_map(|s| s.needs)
+            .enumerate()
+            .filter(|(_, p)| p.is_running() && !keep.contains(&p.plugin().to_owned()))
+            .filter_map(|(i, p)| Some((i, p.hello()?.1)))
             .collect();
-        let mut frame_sides: Vec<u32> = running
-            .iter()
+        Some(Plan { record, keep, run })
+    }
+
+    /// Decodes once for every plugin that runs: each size any of them asked
+    /// for, and the audio if one wants it. A file that cannot be decoded is
+    /// indexed by name with the failure (or tried again later, when the
+    /// machine was short of something).
+    fn decode_for(&mut self, plan: &mut Plan) -> Option<(Summary, Packed)> {
+        let path = plan.record.path.clone();
+        let needs = plan.run.iter().map(|(_, n)| n);
+        let mut frame_sides: Vec<u32> = needs
+            .clone()
             .filter_map(|n| n.frame_max_side)
             .map(|side| side.min(self.settings.frame_max_side))
             .collect();
@@ -613,42 +399,64 @@ impl Pipeline {
             frame_interval_s: self.settings.frame_interval_s,
             max_frames: self.settings.max_frames,
             still_threshold: self.settings.still_threshold,
-            audio: running.iter().any(|n| n.audio),
+            audio: needs.clone().any(|n| n.audio),
             max_pixels: self.settings.max_image_pixels,
             max_audio_s: self.settings.max_audio_s,
             ..DecodeOptions::default()
         };
-        let (decoded, packed) = match self.decode(path, &opts) {
+        let (summary, packed) = match self.decode(&path, &opts) {
             Ok(d) => d,
-            Err((_, Failure::Temporary(why))) if self.may_retry(path) => {
-                return self.retry_later(&record, why);
+            Err((_, Failure::Temporary(why))) if self.may_retry(&path) => {
+                self.retry_later(&plan.record, why);
+                return None;
             }
             Err((plugin, Failure::File(reason) | Failure::Temporary(reason))) => {
                 tracing::warn!("cannot decode: {reason}");
                 // Indexed by name with the failure, so it is not retried until it changes.
-                record.failures.push((plugin.into(), reason));
+                plan.record.failures.push((plugin.into(), reason));
                 // The results of the plugins that did not need to run stay.
-                let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-                self.index_file(&record, &[], &keep);
-                return;
+                let keep: Vec<&str> = plan.keep.iter().map(String::as_str).collect();
+                self.index_file(&plan.record, &[], &keep);
+                return None;
             }
         };
-        let decode_s = started.elapsed().as_secs_f64();
-        let decoded_s = decoded.decoded_s;
-        if decoded.audio_cut {
+        if summary.audio_cut {
             self.state.lock().warn(format!(
                 "{}: only the first {:.0} s of audio were decoded (max_audio_s)",
                 path.display(),
                 self.settings.max_audio_s
             ));
         }
-        record.kind = decoded.kind;
-        record.info = decoded.info;
+        plan.record.kind = summary.kind;
+        plan.record.info = summary.info.clone();
+        Some((summary, packed))
+    }
+
+    /// Sends the file to every plugin that runs at once (their hosts share
+    /// the segment) and gathers the results as they come. A plugin's failure
+    /// is recorded with the file; a host short of resources sends the whole
+    /// file back to the queue.
+    fn run_plugins(
+        &mut self,
+        plan: &mut Plan,
+        summary: &Summary,
+        packed: Packed,
+    ) -> Option<Vec<(String, Vec<SegmentResult>)>> {
+        let path = plan.record.path.clone();
+        // Per second of media that was actually decoded: a container that
+        // claims to last a year does not buy its plugins a year.
+        let media_s = summary
+            .info
+            .duration_s
+            .map_or(summary.decoded_s, |d| d.min(summary.decoded_s + 1.0));
+        let deadline = Duration::from_secs_f64(
+            self.settings.deadline_base_s + self.settings.deadline_per_media_s * media_s,
+        );
         let job = Job {
             id: 0,
-            path: path.to_owned(),
-            kind: record.kind,
-            duration_s: record.info.duration_s,
+            path: path.clone(),
+            kind: plan.record.kind,
+            duration_s: plan.record.info.duration_s,
             shm: ShmRef {
                 pid: std::process::id(),
                 fd: packed.segment.fd(),
@@ -658,52 +466,60 @@ impl Pipeline {
             audio: None,
             artefact_dir: self.settings.artefact_dir(),
         };
-        // Per second of media that was actually decoded: a container that
-        // claims to last a year does not buy its plugins a year.
-        let media_s = record
-            .info
-            .duration_s
-            .map_or(decoded_s, |d| d.min(decoded_s + 1.0));
-        let deadline = Duration::from_secs_f64(
-            self.settings.deadline_base_s + self.settings.deadline_per_media_s * media_s,
-        );
-
-        let mut results: Vec<(String, Vec<SegmentResult>)> = vec![];
+        let mut pending: Vec<(String, Receiver<Outcome>)> = plan
+            .run
+            .iter()
+            .map(|&(i, needs)| {
+                let pool = &self.pools[i];
+                let job = Job {
+                    frames: needs
+                        .frame_max_side
+                        .map(|side| frames_nearest(&packed, side.min(self.settings.frame_max_side)))
+                        .unwrap_or_default(),
+                    audio: packed.audio.filter(|_| needs.audio),
+                    ..job.clone()
+                };
+                (pool.plugin().to_owned(), pool.submit(job, deadline))
+            })
+            .collect();
+        let mut results = vec![];
         let mut short_of = None;
-        for i in 0..self.slots.len() {
-            let plugin = self.slots[i].plugin.clone();
-            if keep.contains(&plugin) || !self.slots[i].is_running() {
-                continue;
+        while !pending.is_empty() {
+            self.show_running(&pending);
+            let mut select = crossbeam_channel::Select::new();
+            for (_, rx) in &pending {
+                select.recv(rx);
             }
-            match self.run_plugin(i, &job, &packed, deadline) {
+            let ready = select.select();
+            let i = ready.index();
+            let outcome = ready
+                .recv(&pending[i].1)
+                .unwrap_or_else(|_| Err(Failure::File("vxd is shutting down".into())));
+            let (plugin, _) = pending.swap_remove(i);
+            match outcome {
                 Ok(segments) => results.push((plugin, segments)),
-                Err(Failure::Temporary(why)) if self.may_retry(path) => {
+                Err(Failure::Temporary(why)) if self.may_retry(&path) => {
                     short_of = Some(format!("plugin {plugin}: {why}"));
                 }
                 Err(Failure::File(reason) | Failure::Temporary(reason)) => {
-                    record.failures.push((plugin, reason));
+                    plan.record.failures.push((plugin, reason));
                 }
             }
         }
         drop(packed); // every host has answered or died: release the segment
         if let Some(why) = short_of {
-            return self.retry_later(&record, why);
+            self.retry_later(&plan.record, why);
+            return None;
         }
+        Some(results)
+    }
 
-        let segments: Vec<(&str, &SegmentResult)> = results
-            .iter()
-            .flat_map(|(p, segs)| segs.iter().map(move |s| (p.as_str(), s)))
-            .collect();
-        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-        self.index_file(&record, &segments, &keep);
-        tracing::info!(
-            kind = record.kind.as_str(),
-            segments = segments.len(),
-            failures = record.failures.len(),
-            decode_s = format!("{decode_s:.2}"),
-            total_s = format!("{:.2}", started.elapsed().as_secs_f64()),
-            "indexed"
-        );
+    /// Status shows the plugins still working on this worker's file.
+    fn show_running(&self, pending: &[(String, Receiver<Outcome>)]) {
+        let names: Vec<&str> = pending.iter().map(|(p, _)| p.as_str()).collect();
+        if let Some(c) = self.state.lock().working.get_mut(&self.worker) {
+            c.plugin = Some(names.join(", "));
+        }
     }
 
     /// Decodes `path` in the subprocess, unless vxd itself died on it too
@@ -795,7 +611,7 @@ impl Pipeline {
         if crate::watch::gone(path, &self.settings.watch) {
             tracing::info!("deleted while in progress: not indexed");
             self.state.forget(path);
-            self.remove_and_commit(&[path.clone()]);
+            self.remove_and_commit(std::slice::from_ref(path));
             return;
         }
         if !record.failures.iter().any(|(p, _)| fails_whole_file(p)) {

@@ -65,6 +65,42 @@ pub struct Inner {
     pub temporary_failures: HashMap<PathBuf, u32>,
     /// Why indexing is held up, e.g. the state dir is full.
     pub stalled: Option<String>,
+    /// `index_hours` as minutes after midnight, local time.
+    pub hours: Option<(u32, u32)>,
+}
+
+/// Whether the local time now lies in `hours` (which may wrap past midnight).
+pub fn within_hours(hours: Option<(u32, u32)>) -> bool {
+    let Some((start, end)) = hours else {
+        return true;
+    };
+    // SAFETY: localtime_r fills the zeroed struct from a valid time_t.
+    let now = unsafe {
+        let t = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&t, &mut tm);
+        (tm.tm_hour * 60 + tm.tm_min) as u32
+    };
+    in_window(now, start, end)
+}
+
+fn in_window(now: u32, start: u32, end: u32) -> bool {
+    if start <= end {
+        (start..end).contains(&now)
+    } else {
+        now >= start || now < end
+    }
+}
+
+/// `index_hours` as people write it, for status.
+fn show_hours((start, end): (u32, u32)) -> String {
+    format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        start / 60,
+        start % 60,
+        end / 60,
+        end % 60
+    )
 }
 
 impl Inner {
@@ -124,24 +160,31 @@ impl State {
         self.work.notify_all();
     }
 
-    /// Blocks until a file is queued and vxd is not paused, then hands it to
-    /// `worker`; `None` once shutdown begins.
+    /// Blocks until a file is queued, vxd is not paused and the time is
+    /// within `index_hours`, then hands it to `worker`; `None` once shutdown
+    /// begins.
     pub fn next_job(&self, worker: usize) -> Option<PathBuf> {
         let mut s = self.lock();
         loop {
             if s.shutting_down {
                 return None;
             }
-            if !s.paused {
+            if !s.paused && within_hours(s.hours) {
                 // Skip a file another worker holds (it was queued again while in progress).
                 let busy: HashSet<PathBuf> = s.working.values().map(|c| c.path.clone()).collect();
                 let free = |p: &PathBuf| !busy.contains(p);
-                let next = s
-                    .queue
-                    .iter()
-                    .find(|(_, p)| free(p) && !s.suspects.contains_key(p))
-                    .or_else(|| s.queue.iter().find(|(_, p)| free(p)))
-                    .cloned();
+                // A file that vxd died on runs alone, after the others: a
+                // death then names it, and not whatever ran beside it.
+                let suspect = |p: &PathBuf| s.suspects.contains_key(p);
+                let next = if busy.iter().any(suspect) {
+                    None
+                } else {
+                    s.queue
+                        .iter()
+                        .find(|(_, p)| free(p) && !suspect(p))
+                        .or_else(|| s.queue.iter().find(|_| busy.is_empty()))
+                        .cloned()
+                };
                 if let Some(next) = next {
                     s.queue.remove(&next);
                     s.working.insert(
@@ -154,7 +197,16 @@ impl State {
                     return Some(next.1);
                 }
             }
-            s = self.work.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = match s.hours {
+                // Look at the clock again now and then.
+                Some(_) => {
+                    self.work
+                        .wait_timeout(s, Duration::from_secs(30))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self.work.wait(s).unwrap_or_else(|e| e.into_inner()),
+            };
         }
     }
 
@@ -307,7 +359,15 @@ impl State {
             vectors: s.vectors,
             embed_backlog: s.embed_backlog,
             failed_files_omitted: s.failed.len().saturating_sub(MAX_LISTED_FAILURES) as u64,
-            stalled: s.stalled.clone(),
+            stalled: s.stalled.clone().or_else(|| {
+                let hours = s.hours?;
+                (!within_hours(Some(hours)) && queued > 0).then(|| {
+                    format!(
+                        "outside index_hours {}: indexing waits until then",
+                        show_hours(hours)
+                    )
+                })
+            }),
         }
     }
 }
@@ -362,6 +422,8 @@ impl InProgress {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -410,13 +472,43 @@ mod tests {
     }
 
     #[test]
-    fn a_suspect_waits_until_the_rest_of_the_queue_is_done() {
-        let state = State::default();
+    fn index_hours_may_wrap_past_midnight() {
+        let (one, seven) = (60, 420);
+        assert!(in_window(120, one, seven));
+        assert!(!in_window(420, one, seven), "the end is excluded");
+        assert!(!in_window(1000, one, seven));
+        let (ten_pm, six) = (1320, 360);
+        assert!(in_window(1400, ten_pm, six));
+        assert!(in_window(30, ten_pm, six));
+        assert!(!in_window(720, ten_pm, six));
+        assert_eq!(show_hours((60, 450)), "01:00-07:30");
+    }
+
+    #[test]
+    fn a_suspect_runs_alone_after_the_rest_of_the_queue() {
+        let state = Arc::new(State::default());
         state.lock().suspects.insert("/m/a.mp4".into(), 1);
         state.enqueue("/m/a.mp4".into(), 1);
         state.enqueue("/m/b.mp4".into(), 100);
         assert_eq!(state.next_job(0), Some(PathBuf::from("/m/b.mp4")));
+        // Worker 1 does not take the suspect while worker 0 is busy...
+        let waiting = {
+            let state = state.clone();
+            std::thread::spawn(move || state.next_job(1))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!waiting.is_finished());
+        // ...only once it is alone, and then nothing runs beside it.
         state.finish(0);
-        assert_eq!(state.next_job(0), Some(PathBuf::from("/m/a.mp4")));
+        assert_eq!(waiting.join().unwrap(), Some(PathBuf::from("/m/a.mp4")));
+        state.enqueue("/m/c.mp4".into(), 1);
+        let beside = {
+            let state = state.clone();
+            std::thread::spawn(move || state.next_job(0))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!beside.is_finished());
+        state.finish(1);
+        assert_eq!(beside.join().unwrap(), Some(PathBuf::from("/m/c.mp4")));
     }
 }

@@ -74,7 +74,18 @@ pub struct Settings {
     pub max_audio_s: f64,
     /// The decoder subprocess is killed when it reads no packet for this long.
     pub decode_stall_s: f64,
+    /// Files in flight at once (decoding, or waiting for the hosts).
     pub jobs: usize,
+    /// Hosts per plugin, shared by all jobs.
+    pub host_pool_size: usize,
+    /// Inference threads per host.
+    pub host_threads: usize,
+    /// The share of the CPU cores vx may use (vxd, its decoders and hosts
+    /// are pinned to that many cores).
+    pub cpu_share: f64,
+    /// `"HH:MM-HH:MM"`, local time: vx indexes only then (it may wrap past
+    /// midnight). Empty: at any time.
+    pub index_hours: String,
     pub host_nice: i32,
     pub host_io_idle: bool,
     pub host_memory_mb: u64,
@@ -102,6 +113,10 @@ impl Default for Settings {
             max_audio_s: 3.0 * 3600.0,
             decode_stall_s: 60.0,
             jobs: 0,
+            host_pool_size: 0,
+            host_threads: 0,
+            cpu_share: 1.0,
+            index_hours: String::new(),
             host_nice: 10,
             host_io_idle: true,
             host_memory_mb: 4096,
@@ -113,6 +128,23 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The cores vx may use: `cpu_share` of the machine's, at least one.
+    pub fn cores(&self) -> usize {
+        let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ((all as f64 * self.cpu_share).round() as usize).clamp(1, all)
+    }
+
+    /// `index_hours` as minutes after midnight (start, end), when set.
+    pub fn hours(&self) -> Option<(u32, u32)> {
+        let minutes = |hm: &str| {
+            let (h, m) = hm.trim().split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60).then_some(h * 60 + m)
+        };
+        let (start, end) = self.index_hours.split_once('-')?;
+        Some((minutes(start)?, minutes(end)?))
+    }
+
     /// Where plugins write artefacts (thumbnails), under the cache.
     pub fn artefact_dir(&self) -> PathBuf {
         self.cache_dir.join("thumbnails")
@@ -208,9 +240,25 @@ impl Settings {
         if self.deadline_per_media_s.is_nan() || self.deadline_per_media_s < 0.0 {
             return Err(ConfigError::NotPositive("deadline_per_media_s"));
         }
+        if self.cpu_share.is_nan() || self.cpu_share <= 0.0 || self.cpu_share > 1.0 {
+            return Err(ConfigError::NotPositive("cpu_share (over 0, at most 1)"));
+        }
+        if !self.index_hours.is_empty() && self.hours().is_none() {
+            return Err(ConfigError::NotPositive(
+                "index_hours (\"HH:MM-HH:MM\", e.g. \"01:00-07:00\")",
+            ));
+        }
+        let cores = self.cores();
         if self.jobs == 0 {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            self.jobs = cores.saturating_sub(1).max(1);
+            // Two files in flight even on one core: one decodes while the
+            // hosts work on the other.
+            self.jobs = (cores / 2).max(2);
+        }
+        if self.host_pool_size == 0 {
+            self.host_pool_size = (cores / 4).max(1);
+        }
+        if self.host_threads == 0 {
+            self.host_threads = (cores / 2).max(1);
         }
         if !(0..=19).contains(&self.host_nice) {
             return Err(ConfigError::NotPositive("host_nice (0 to 19)"));
@@ -333,10 +381,17 @@ mod tests {
     }
 
     #[test]
-    fn jobs_default_leaves_a_core_free() {
+    fn defaults_follow_the_cores_and_the_share() {
         let cores = std::thread::available_parallelism().unwrap().get();
         let s = Settings::default().finish().unwrap();
-        assert_eq!(s.jobs, cores.saturating_sub(1).max(1));
+        assert_eq!(s.jobs, (cores / 2).max(2));
+        assert_eq!(s.host_pool_size, (cores / 4).max(1));
+        assert_eq!(s.host_threads, (cores / 2).max(1));
+        let half = Settings {
+            cpu_share: 0.01,
+            ..Default::default()
+        };
+        assert_eq!(half.cores(), 1, "at least one core");
         let s = Settings {
             jobs: 3,
             ..Default::default()
@@ -344,6 +399,20 @@ mod tests {
         .finish()
         .unwrap();
         assert_eq!(s.jobs, 3);
+    }
+
+    #[test]
+    fn index_hours_are_parsed_or_refused() {
+        let hours = |h: &str| Settings {
+            index_hours: h.into(),
+            ..Default::default()
+        };
+        assert_eq!(hours("01:00-07:30").hours(), Some((60, 450)));
+        assert_eq!(hours("22:00-06:00").hours(), Some((1320, 360)));
+        for bad in ["1-7", "25:00-07:00", "01:00", "01:60-02:00"] {
+            assert!(hours(bad).finish().is_err(), "{bad}");
+        }
+        assert!(hours("").finish().is_ok());
     }
 
     #[test]
