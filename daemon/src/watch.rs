@@ -1,10 +1,11 @@
 //! Finding work: the crawl at start, notify events afterwards, and periodic
 //! rescans where the kernel will not watch.
 //!
-//! Crawled files go straight to the queue. Files the watcher reports wait in
-//! the [`Settler`] until their size and mtime have been stable for
-//! `settle_ms`, so a file still being written or copied is not decoded half
-//! way. Deleted files leave the index at once; a file renamed or moved keeps
+//! Crawled files go straight to the queue, and so do files the watcher sees
+//! closed after writing or renamed into place: their writer is done. Other
+//! files the watcher reports wait in the [`Settler`] until their size and
+//! mtime have been stable for `settle_ms`, so a file still being written or
+//! copied is not decoded half way. Deleted files leave the index at once; a file renamed or moved keeps
 //! its documents for a moment, and its new path reuses them by content.
 //!
 //! Watching must not fail silently: when inotify runs out of watches (ENOSPC)
@@ -175,6 +176,17 @@ impl Settler {
         self.pending
             .entry(path)
             .or_insert((u64::MAX, None, Instant::now()));
+        self.publish();
+    }
+
+    /// Queues `path` at once: its writer closed it, or it was renamed into
+    /// place whole.
+    pub fn complete(&mut self, path: PathBuf) {
+        self.pending.remove(&path);
+        match std::fs::metadata(&path) {
+            Ok(meta) => self.state.enqueue(path, meta.len()),
+            Err(_) => self.touch(path), // looked at again on the next tick
+        }
         self.publish();
     }
 
@@ -445,7 +457,9 @@ fn handle(
         settler.forget(path);
         remove_from_index(path, state, index);
     };
-    let appeared = |path: &Path, settler: &mut Settler| {
+    // `whole`: the writer is done with it (closed after writing, or renamed
+    // into place), so it need not settle.
+    let appeared = |path: &Path, settler: &mut Settler, whole: bool| {
         // Never through a symlink: one to `/` would crawl the whole disk.
         let Ok(meta) = std::fs::symlink_metadata(path) else {
             return;
@@ -455,10 +469,14 @@ fn handle(
         } else if meta.is_dir() {
             // Files may land in a new folder before its watch exists.
             if filter.wants_dir(path) {
-                crawl(path, filter, &mut |p, _| settler.touch(p), &mut |p| {
-                    state.report(p)
-                });
+                let found = &mut |p, _| match whole {
+                    true => settler.complete(p),
+                    false => settler.touch(p),
+                };
+                crawl(path, filter, found, &mut |p| state.report(p));
             }
+        } else if filter.wants_file(path) && whole {
+            settler.complete(path.to_owned());
         } else if filter.wants_file(path) {
             settler.touch(path.to_owned());
         } else if path.to_str().is_none() && vx_media::kind_from_extension(path).is_some() {
@@ -475,15 +493,21 @@ fn handle(
             }
         }
         EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
-            ev.paths.iter().for_each(|p| appeared(p, settler))
+            ev.paths.iter().for_each(|p| appeared(p, settler, true))
         }
         EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {}
         EventKind::Create(_)
         | EventKind::Modify(_)
         | EventKind::Access(notify::event::AccessKind::Close(_)) => {
+            let whole = matches!(
+                ev.kind,
+                EventKind::Access(notify::event::AccessKind::Close(
+                    notify::event::AccessMode::Write
+                ))
+            );
             for p in &ev.paths {
                 if p.exists() {
-                    appeared(p, settler)
+                    appeared(p, settler, whole)
                 } else {
                     gone(p, settler)
                 }

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 mod confine;
 
 use clap::Parser;
-use vx_plugin_api::{HostContext, Plugin, serve};
+use vx_plugin_api::{HostContext, serve};
 use vx_plugin_protocol::{EXIT_NO_MODEL, EXIT_OUT_OF_MEMORY};
 
 struct ExitOnOutOfMemory;
@@ -81,32 +81,10 @@ struct Args {
     artefact_dir: Option<PathBuf>,
 }
 
-type Opener = fn(&HostContext) -> Result<Box<dyn Plugin>, vx_models::ModelError>;
-
-/// How to open the plugin called `name`; `None` if this host has no such plugin.
-fn opener(name: &str) -> Option<Opener> {
-    fn boxed<P: Plugin + 'static>(
-        p: Result<P, vx_models::ModelError>,
-    ) -> Result<Box<dyn Plugin>, vx_models::ModelError> {
-        p.map(|p| Box::new(p) as Box<dyn Plugin>)
-    }
-    Some(match name {
-        "keyframes" => |_| Ok(Box::new(vx_plugin_keyframes::Keyframes)),
-        "objects" => |ctx| boxed(vx_plugin_objects::Objects::open(ctx)),
-        "faces" => |ctx| boxed(vx_plugin_faces::Faces::open(ctx)),
-        "ocr" => |ctx| boxed(vx_plugin_ocr::Ocr::open(ctx)),
-        "speech" => |ctx| boxed(vx_plugin_speech::Speech::open(ctx)),
-        "text-embed" => |ctx| boxed(vx_plugin_text_embed::TextEmbed::open(ctx)),
-        #[cfg(feature = "misbehave")]
-        "misbehave" => |_| Ok(Box::new(vx_plugin_misbehave::Misbehave::from_env())),
-        _ => return None,
-    })
-}
-
 fn main() -> ExitCode {
     vx_config::init_logging("warn");
     let args = Args::parse();
-    let Some(open) = opener(&args.plugin) else {
+    let Some(open) = vx_plugin_host::opener(&args.plugin) else {
         eprintln!(
             "vx-plugin-host: plugin {:?} is not built into this host",
             args.plugin

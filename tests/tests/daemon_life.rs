@@ -152,3 +152,31 @@ fn ignored_and_symlinked_paths_are_skipped_and_non_utf8_names_failed() {
         "{failed}"
     );
 }
+
+/// A file written with pauses may be looked at half way, but it ends up
+/// indexed as it is once its writer closes it.
+#[test]
+fn a_file_written_with_pauses_ends_up_indexed_whole() {
+    use std::io::Write;
+    let d = Daemon::start(|_| {});
+    d.wait_idle(60);
+    let made = d.root.path().join("whole.mp4");
+    make_video(&made, 3);
+    let bytes = std::fs::read(&made).unwrap();
+    let path = d.media.join("slow-copy.mp4");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_secs(1)); // longer than settle_ms
+    f.write_all(&bytes[bytes.len() / 2..]).unwrap();
+    drop(f);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let report = d.json(&["status", path.to_str().unwrap()]);
+            report["indexed"]["size"].as_u64() == Some(bytes.len() as u64)
+                && report["state"] == "indexed"
+        }),
+        "{:#}\n{}",
+        d.json(&["status", path.to_str().unwrap()]),
+        d.log()
+    );
+}

@@ -122,6 +122,12 @@ pub struct JobInput<'a> {
 }
 
 impl<'a> JobInput<'a> {
+    /// A job over a segment mapped in this process: what the host loop
+    /// builds, and what a benchmark that runs a plugin in-process needs.
+    pub fn new(job: &'a Job, view: Option<&'a SegmentView>) -> Self {
+        Self { job, view }
+    }
+
     fn frame_at(&self, r: &FrameRef) -> Result<Frame<'a>, PluginError> {
         let view = self.view.ok_or("job has no shared memory")?;
         if (r.stride as u64) < r.width as u64 * 3 {

@@ -1,0 +1,205 @@
+//! `vx-bench lower-bound|old FILE_LIST VXD_CONFIG`: the in-process half of
+//! the benchmark that `bench/run.py` drives.
+//!
+//! - `lower-bound` decodes each file once with the options vxd would use
+//!   (every configured plugin's needs, the config's sampling), then runs each
+//!   plugin on exactly the frames and audio vxd would send it, in this
+//!   process: no sockets, no scheduling. It prints the CPU seconds of the
+//!   decoding and of each model. Their sum over the cores is the time no
+//!   pipeline could beat.
+//! - `old` is the architecture vx replaces: for each file, each plugin in
+//!   turn decodes the file itself and runs, one after another, every model
+//!   with all cores. It prints the wall time.
+//!
+//! Models are opened before the clock starts in both, as vxd's hosts are.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::json;
+use vx_config::Settings;
+use vx_media::{DecodeOptions, Packed};
+use vx_plugin_api::{HostContext, JobInput, Plugin};
+use vx_plugin_protocol::{Job, Needs, ShmRef};
+use vx_shm::SegmentView;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, mode, list, config] = &args[..] else {
+        eprintln!("usage: vx-bench lower-bound|old FILE_LIST VXD_CONFIG");
+        std::process::exit(2);
+    };
+    let settings = Settings::load(Some(Path::new(config))).unwrap_or_else(|e| fail(e));
+    let files: Vec<PathBuf> = std::fs::read_to_string(list)
+        .unwrap_or_else(|e| fail(e))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    let cores = settings.cores();
+    let report = match mode.as_str() {
+        "lower-bound" => lower_bound(&settings, &files, settings.host_threads),
+        "old" => old_architecture(&settings, &files, cores),
+        _ => fail(format!("unknown mode {mode}")),
+    };
+    let _ = std::fs::remove_dir_all(artefacts());
+    println!("{report}");
+}
+
+fn fail(e: impl std::fmt::Display) -> ! {
+    eprintln!("vx-bench: {e}");
+    std::process::exit(1);
+}
+
+/// The configured plugins that read files, opened with `threads` each.
+fn open_plugins(settings: &Settings, threads: usize) -> Vec<(String, Box<dyn Plugin>)> {
+    let ctx = HostContext {
+        cache_dir: settings.cache_dir.clone(),
+        threads,
+    };
+    settings
+        .plugins
+        .iter()
+        .filter(|p| *p != vx_config::TEXT_EMBED)
+        .map(|name| {
+            let open =
+                vx_plugin_host::opener(name).unwrap_or_else(|| fail(format!("no plugin {name}")));
+            let plugin = open(&ctx).unwrap_or_else(|e| fail(format!("{name}: {e}")));
+            (name.clone(), plugin)
+        })
+        .collect()
+}
+
+/// The decode options vxd uses for plugins with these needs.
+fn options(settings: &Settings, needs: &[Needs]) -> DecodeOptions {
+    let mut frame_sides: Vec<u32> = needs
+        .iter()
+        .filter_map(|n| n.frame_max_side)
+        .map(|side| side.min(settings.frame_max_side))
+        .collect();
+    frame_sides.sort_unstable();
+    frame_sides.dedup();
+    DecodeOptions {
+        frame_sides,
+        frame_interval_s: settings.frame_interval_s,
+        max_frames: settings.max_frames,
+        still_threshold: settings.still_threshold,
+        audio: needs.iter().any(|n| n.audio),
+        max_pixels: settings.max_image_pixels,
+        max_audio_s: settings.max_audio_s,
+        ..DecodeOptions::default()
+    }
+}
+
+/// Runs `plugin` on the decoded file, as a host would on vxd's job.
+fn run(settings: &Settings, plugin: &mut dyn Plugin, path: &Path, packed: &Packed) {
+    let needs = plugin.needs();
+    let job = Job {
+        id: 1,
+        path: path.to_owned(),
+        kind: vx_media::kind_from_extension(path).unwrap_or(vx_plugin_protocol::MediaKind::Video),
+        duration_s: None,
+        shm: ShmRef {
+            pid: std::process::id(),
+            fd: packed.segment.fd(),
+            len: packed.segment.len(),
+        },
+        frames: needs
+            .frame_max_side
+            .map(|side| {
+                packed
+                    .frames_for(side.min(settings.frame_max_side))
+                    .to_vec()
+            })
+            .unwrap_or_default(),
+        audio: packed.audio.filter(|_| needs.audio),
+        artefact_dir: artefacts(),
+    };
+    let view = SegmentView::open(
+        std::process::id(),
+        packed.segment.fd(),
+        packed.segment.len(),
+    )
+    .unwrap_or_else(|e| fail(e));
+    if let Err(e) = plugin.process(&JobInput::new(&job, Some(&view))) {
+        eprintln!("vx-bench: {} on {}: {e}", plugin.name(), path.display());
+    }
+}
+
+/// Where the plugins' thumbnails go for the run.
+fn artefacts() -> PathBuf {
+    std::env::temp_dir().join(format!("vx-bench-{}", std::process::id()))
+}
+
+/// CPU seconds this process has used, all threads.
+fn cpu_s() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+fn decode(path: &Path, opts: &DecodeOptions) -> Option<(f64, Packed)> {
+    let decoded = vx_media::decode(path, opts)
+        .map_err(|e| eprintln!("vx-bench: {}: {e}", path.display()))
+        .ok()?;
+    let media_s = decoded.info.duration_s.unwrap_or(0.0);
+    Some((
+        media_s,
+        vx_media::pack(&decoded).unwrap_or_else(|e| fail(e)),
+    ))
+}
+
+fn lower_bound(settings: &Settings, files: &[PathBuf], threads: usize) -> serde_json::Value {
+    let mut plugins = open_plugins(settings, threads);
+    let needs: Vec<Needs> = plugins.iter().map(|(_, p)| p.needs()).collect();
+    let opts = options(settings, &needs);
+    let (mut decode_cpu, mut media_s) = (0.0, 0.0);
+    let mut model_cpu = vec![0.0; plugins.len()];
+    for path in files {
+        let before = cpu_s();
+        let Some((seconds, packed)) = decode(path, &opts) else {
+            continue;
+        };
+        decode_cpu += cpu_s() - before;
+        media_s += seconds;
+        for ((_, plugin), cpu) in plugins.iter_mut().zip(&mut model_cpu) {
+            let before = cpu_s();
+            run(settings, plugin.as_mut(), path, &packed);
+            *cpu += cpu_s() - before;
+        }
+    }
+    json!({
+        "files": files.len(),
+        "media_s": media_s,
+        "decode_cpu_s": decode_cpu,
+        "model_cpu_s": plugins
+            .iter()
+            .zip(model_cpu)
+            .map(|((name, _), cpu)| (name.clone(), json!(cpu)))
+            .collect::<serde_json::Map<_, _>>(),
+        "threads_per_model": threads,
+    })
+}
+
+fn old_architecture(settings: &Settings, files: &[PathBuf], cores: usize) -> serde_json::Value {
+    let mut plugins = open_plugins(settings, cores);
+    let started = Instant::now();
+    for path in files {
+        for (_, plugin) in plugins.iter_mut() {
+            let opts = options(settings, &[plugin.needs()]);
+            if let Some((_, packed)) = decode(path, &opts) {
+                run(settings, plugin.as_mut(), path, &packed);
+            }
+        }
+    }
+    json!({
+        "files": files.len(),
+        "wall_s": started.elapsed().as_secs_f64(),
+        "threads_per_model": cores,
+    })
+}
