@@ -497,7 +497,12 @@ impl Pipeline {
                 .unwrap_or_else(|_| Err(Failure::File("vxd is shutting down".into())));
             let (plugin, _) = pending.swap_remove(i);
             match outcome {
-                Ok(segments) => results.push((plugin, segments)),
+                Ok(segments) => {
+                    results.push((plugin, segments));
+                    if results.len() == 1 && !pending.is_empty() {
+                        self.commit_early(plan, &results);
+                    }
+                }
                 Err(Failure::Temporary(why)) if self.may_retry(&path) => {
                     short_of = Some(format!("plugin {plugin}: {why}"));
                 }
@@ -512,6 +517,44 @@ impl Pipeline {
             return None;
         }
         Some(results)
+    }
+
+    /// Makes the file findable by its name, metadata and the first plugin's
+    /// results while slower plugins still work, when nothing else waits (in
+    /// bulk, one commit per file is cheaper). The plugin set records only the
+    /// plugins whose results are in, so a vxd killed before the final commit
+    /// runs just the others again.
+    fn commit_early(&self, plan: &Plan, results: &[(String, Vec<SegmentResult>)]) {
+        {
+            let s = self.state.lock();
+            if !s.queue.is_empty() || s.settling > 0 {
+                return;
+            }
+        }
+        let done = |entry: &&str| {
+            let name = entry.split('@').next().unwrap_or(entry);
+            plan.keep.iter().any(|k| k == name) || results.iter().any(|(p, _)| p == name)
+        };
+        let record = FileRecord {
+            plugin_set: plan
+                .record
+                .plugin_set
+                .split(',')
+                .filter(done)
+                .collect::<Vec<_>>()
+                .join(","),
+            ..plan.record.clone()
+        };
+        let segments: Vec<(&str, &SegmentResult)> = results
+            .iter()
+            .flat_map(|(p, segs)| segs.iter().map(move |s| (p.as_str(), s)))
+            .collect();
+        let keep: Vec<&str> = plan.keep.iter().map(String::as_str).collect();
+        match self.index.put_and_commit(&record, &segments, &keep) {
+            Ok(()) => self.state.lock().index_generation += 1,
+            // The final commit tries again, and reports.
+            Err(e) => tracing::debug!("early commit failed: {e}"),
+        }
     }
 
     /// Status shows the plugins still working on this worker's file.

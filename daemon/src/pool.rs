@@ -177,10 +177,16 @@ impl Pool {
             .unwrap_or_else(|| "its hosts are disabled".into())
     }
 
-    /// Stops every host once the queued jobs are done.
+    /// Stops every host once the queued jobs are done, waiting up to 2 s.
+    /// A thread still starting its host is left behind: vxd is exiting, and
+    /// the host dies with it (`PR_SET_PDEATHSIG`).
     pub fn stop(mut self) {
         self.queue = None; // each host thread ends when the queue is empty
-        for t in self.threads.drain(..) {
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while self.threads.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for t in self.threads.drain(..).filter(|t| t.is_finished()) {
             let _ = t.join();
         }
     }
