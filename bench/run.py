@@ -165,7 +165,7 @@ def first_result(d, n):
         while full is None:
             now = time.monotonic() - closed
             if first is None:
-                hits = json.loads(d.ctl("search", word, "--json").stdout or "{}").get("hits", [])
+                hits = json.loads(d.ctl("search", word, "--json").stdout or "{}").get("files", [])
                 if hits:
                     first = now
             if first is not None:

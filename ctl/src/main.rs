@@ -27,6 +27,10 @@ use cli::{Args, Command, SearchArgs};
 const EXIT_TIMEOUT: u8 = 3;
 
 fn main() -> ExitCode {
+    // `vxctl search … | head` ends quietly when head is done, as CLI tools
+    // do, instead of panicking on the closed pipe.
+    // SAFETY: setting a signal's disposition to the default has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,

@@ -76,3 +76,23 @@ fn a_daemon_speaking_a_newer_protocol_is_named_as_newer() {
         "{err}"
     );
 }
+
+/// `vxctl … | head` stops quietly once the reader is gone.
+#[test]
+fn a_closed_pipe_ends_vxctl_quietly() {
+    let d = vx_e2e::Daemon::start(|m| vx_e2e::make_image(&m.join("a.png")));
+    d.wait_idle(60);
+    let (read, write) = std::io::pipe().unwrap();
+    drop(read); // the reader is gone before vxctl writes
+    let out = Command::new(bin_dir().join("vxctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["status", "--json"])
+        .stdout(write)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.status.success());
+}
