@@ -165,8 +165,8 @@ def first_result(d, n):
         while full is None:
             now = time.monotonic() - closed
             if first is None:
-                hits = json.loads(d.ctl("search", word, "--json").stdout or "{}").get("files", [])
-                if hits:
+                hits = json.loads(d.ctl("search", word, "--mode", "text", "--json").stdout or "{}").get("files", [])
+                if any(h["path"] == str(target) for h in hits):
                     first = now
             if first is not None:
                 s = d.status(str(target))

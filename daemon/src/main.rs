@@ -255,15 +255,16 @@ fn start_pools(settings: &Settings, state: &Arc<State>, socket_dir: &Path) -> Ve
         threads: settings.host_threads,
     };
     let mut pools = vec![];
-    for plugin in settings
+    let plugins: Vec<&String> = settings
         .plugins
         .iter()
         .filter(|p| *p != vx_config::TEXT_EMBED)
-    {
+        .collect();
+    for plugin in &plugins {
         match vx_models::missing_for_plugin(plugin, &settings.cache_dir) {
             None => pools.push(pool::Pool::start(
                 plugin,
-                settings.host_pool_size,
+                pool_size(settings, plugin, &plugins),
                 &config,
                 state.clone(),
             )),
@@ -274,6 +275,33 @@ fn start_pools(settings: &Settings, state: &Arc<State>, socket_dir: &Path) -> Ve
         }
     }
     pools
+}
+
+/// CPU seconds per media second of each plugin's model, from
+/// `bench/run.py` (BENCHMARKS.md): what a plugin costs next to the others.
+const MODEL_COST: [(&str, f64); 5] = [
+    ("ocr", 0.48),
+    ("speech", 0.14),
+    ("faces", 0.07),
+    ("objects", 0.07),
+    ("keyframes", 0.002),
+];
+
+/// Hosts for `plugin`: `host_pool_size` when set, else its share of the
+/// configured plugins' cost times the cores, rounded up. On 2 cores OCR,
+/// which costs more than the rest together, gets two hosts and the others one.
+fn pool_size(settings: &Settings, plugin: &str, plugins: &[&String]) -> usize {
+    if settings.host_pool_size > 0 {
+        return settings.host_pool_size;
+    }
+    let cost = |p: &str| {
+        MODEL_COST
+            .iter()
+            .find(|(name, _)| *name == p)
+            .map_or(0.1, |(_, c)| *c)
+    };
+    let total: f64 = plugins.iter().map(|p| cost(p)).sum();
+    ((cost(plugin) / total * settings.cores() as f64).ceil() as usize).max(1)
 }
 
 /// Keeps vxd, and the decoders and hosts it starts, on the first `cores`

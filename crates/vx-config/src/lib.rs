@@ -76,7 +76,7 @@ pub struct Settings {
     pub decode_stall_s: f64,
     /// Files in flight at once (decoding, or waiting for the hosts).
     pub jobs: usize,
-    /// Hosts per plugin, shared by all jobs.
+    /// Hosts per plugin, shared by all jobs; 0: by each model's cost.
     pub host_pool_size: usize,
     /// Inference threads per host.
     pub host_threads: usize,
@@ -254,9 +254,6 @@ impl Settings {
             // hosts work on the other.
             self.jobs = (cores / 2).max(2);
         }
-        if self.host_pool_size == 0 {
-            self.host_pool_size = (cores / 4).max(1);
-        }
         if self.host_threads == 0 {
             self.host_threads = (cores / 2).max(1);
         }
@@ -385,7 +382,7 @@ mod tests {
         let cores = std::thread::available_parallelism().unwrap().get();
         let s = Settings::default().finish().unwrap();
         assert_eq!(s.jobs, (cores / 2).max(2));
-        assert_eq!(s.host_pool_size, (cores / 4).max(1));
+        assert_eq!(s.host_pool_size, 0, "chosen per plugin by vxd");
         assert_eq!(s.host_threads, (cores / 2).max(1));
         let half = Settings {
             cpu_share: 0.01,
