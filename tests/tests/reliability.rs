@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde_json::Value;
 use vx_e2e::*;
 
+// One host per plugin: the tests follow that host.
 const MISBEHAVE_TOML: &str = "plugins = [\"keyframes\", \"misbehave\"]\n\
-    deadline_base_s = 10\nhost_start_timeout_s = 5.0\n";
+    deadline_base_s = 10\nhost_start_timeout_s = 5.0\nhost_pool_size = 1\n";
 
 fn misbehave() -> &'static str {
     require_misbehave();

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vx_e2e::*;
 
+// One host per plugin: the tests follow that host's crashes and restarts.
 const MISBEHAVE_TOML: &str = "plugins = [\"keyframes\", \"misbehave\"]\n\
-    deadline_base_s = 1.5\ndeadline_per_media_s = 0.0\nhost_memory_mb = 512\nhost_start_timeout_s = 2.0\n";
+    deadline_base_s = 1.5\ndeadline_per_media_s = 0.0\nhost_memory_mb = 512\nhost_start_timeout_s = 2.0\n\
+    host_pool_size = 1\n";
 
 fn plugin<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["plugins"]
