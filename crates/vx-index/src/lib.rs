@@ -595,6 +595,17 @@ mod tests {
         idx.put_file(&video("/m/two.mp4"), &[("keyframes", &scene(0.0, 1.0))])
             .unwrap();
         assert!(idx.commit().is_err(), "the disk is full");
+        // tantivy's indexing thread dies when it cannot open its segment
+        // files, so an add after that fails before any commit is tried.
+        idx.put_file(&video("/m/three.mp4"), &[("keyframes", &scene(0.0, 1.0))])
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let four = idx.put_and_commit(
+            &video("/m/four.mp4"),
+            &[("keyframes", &scene(0.0, 1.0))],
+            &[],
+        );
+        assert!(four.is_err(), "the disk is full");
         disk.full.store(false, std::sync::atomic::Ordering::SeqCst);
         for i in 0..3 {
             let path = format!("/m/after-{i}.mp4");

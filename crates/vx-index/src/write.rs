@@ -99,7 +99,7 @@ impl MediaIndex {
         self.orphan_thumbnails_of(&file.path)?;
         writer.delete_term(Term::from_field_text(f.path, &path));
         for d in kept {
-            writer.add_document(d)?;
+            self.add(&mut writer, d)?;
         }
         let name = file
             .path
@@ -138,7 +138,7 @@ impl MediaIndex {
         }
         self.add_findings(&mut d, &labels, faces, !all_text.is_empty());
         d.add_text(f.text, all_text);
-        writer.add_document(d)?;
+        self.add(&mut writer, d)?;
         for (plugin, s) in segments {
             let mut d = doc!(
                 f.path => path.as_ref(),
@@ -178,7 +178,7 @@ impl MediaIndex {
             if let Some(t) = &s.thumbnail {
                 d.add_text(f.thumbnail, t.to_string_lossy());
             }
-            writer.add_document(d)?;
+            self.add(&mut writer, d)?;
         }
         if commit {
             self.commit_locked(&mut writer)?;
@@ -307,7 +307,7 @@ impl MediaIndex {
                 new.add_text(f.fingerprint, &to.fingerprint);
                 new.add_i64(f.indexed_at, now_s());
             }
-            writer.add_document(new)?;
+            self.add(&mut writer, new)?;
         }
         if commit && !docs.is_empty() {
             if remove_from {
@@ -398,17 +398,33 @@ impl MediaIndex {
 
     fn commit_locked(&self, writer: &mut IndexWriter) -> Result<(), IndexError> {
         if let Err(e) = writer.commit() {
-            if let Err(again) = writer.rollback() {
-                tracing::error!("index rollback after a failed commit failed too: {again}");
-            }
-            self.orphans
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            self.roll_back(writer);
             return Err(e.into());
         }
         self.reader.reload()?;
         self.remove_orphans();
         Ok(())
+    }
+
+    /// Adds a document. If that fails, the uncommitted changes are rolled
+    /// back as after a failed commit: tantivy's indexing thread dies when it
+    /// cannot open its segment files (a full disk), and every later add
+    /// fails until the writer is replaced.
+    fn add(&self, writer: &mut IndexWriter, doc: TantivyDocument) -> Result<(), IndexError> {
+        writer.add_document(doc).map(drop).map_err(|e| {
+            self.roll_back(writer);
+            e.into()
+        })
+    }
+
+    /// Drops every change since the last commit, with a fresh writer.
+    fn roll_back(&self, writer: &mut IndexWriter) {
+        if let Err(e) = writer.rollback() {
+            tracing::error!("index rollback after a failed write failed too: {e}");
+        }
+        self.orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
