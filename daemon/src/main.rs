@@ -5,6 +5,7 @@
 //! they find in tantivy, and answers `vxctl` on a control socket. See
 //! ARCHITECTURE.md for the whole picture.
 
+mod batch;
 mod control;
 mod decode;
 mod embed;
@@ -29,6 +30,7 @@ use clap::Parser;
 use vx_config::Settings;
 use vx_index::MediaIndex;
 
+use crate::batch::Batch;
 use crate::control::Control;
 use crate::pipeline::Pipeline;
 use crate::state::{InProgress, State};
@@ -144,6 +146,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let socket_dir = control::prepare_socket_dir(&settings.socket)?;
     // Plugins are listed in status in the configured order, the embedder last.
     let pools = Arc::new(start_pools(&settings, &state, &socket_dir));
+    let batch = Batch::new(index.clone(), state.clone(), settings.clone());
     let pipelines: Vec<Pipeline> = (0..settings.jobs)
         .map(|worker| {
             Pipeline::new(
@@ -153,6 +156,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 pools.clone(),
                 worker,
                 in_progress.clone(),
+                batch.clone(),
             )
         })
         .collect();
@@ -229,6 +233,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     // Workers finish their current plugin call, waiting at most this long.
     let deadline = Instant::now() + Duration::from_secs(5);
     let stopped = (0..settings.jobs).all(|_| done_rx.recv_deadline(deadline).is_ok());
+    // What the workers put is committed, so the next start need not redo it.
+    batch.commit();
     match Arc::try_unwrap(pools) {
         Ok(pools) if stopped => pools.into_iter().for_each(pool::Pool::stop),
         _ => {

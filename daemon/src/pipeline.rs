@@ -19,6 +19,7 @@ use vx_index::{FileRecord, MediaIndex};
 use vx_media::{DecodeOptions, Packed};
 use vx_plugin_protocol::{FrameRef, Job, MediaKind, Needs, SegmentResult, ShmRef};
 
+use crate::batch::Batch;
 use crate::decode::{Decoder, Failure};
 use crate::host::{HostLimits, decoder_exe};
 use crate::pool::{Outcome, Pool};
@@ -28,7 +29,7 @@ use crate::state::{InProgress, State};
 pub const DECODE: &str = "decode";
 /// A commit that failed is tried again after this, and so is a file whose
 /// work failed for want of memory, file descriptors or disk.
-const RETRY_PAUSE: Duration = Duration::from_secs(5);
+pub const RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// A file that fails for want of resources this many times fails for good
 /// (until it changes).
 const MAX_TEMPORARY_FAILURES: u32 = 5;
@@ -53,6 +54,7 @@ pub struct Pipeline {
     worker: usize,
     decoder: Decoder,
     in_progress: Arc<InProgress>,
+    batch: Arc<Batch>,
 }
 
 /// What is to be done for one file.
@@ -73,6 +75,7 @@ impl Pipeline {
         pools: Arc<Vec<Pool>>,
         worker: usize,
         in_progress: Arc<InProgress>,
+        batch: Arc<Batch>,
     ) -> Self {
         let decoder = Decoder::new(
             decoder_exe(),
@@ -87,6 +90,7 @@ impl Pipeline {
             worker,
             decoder,
             in_progress,
+            batch,
         }
     }
 
@@ -252,7 +256,7 @@ impl Pipeline {
             .flat_map(|(p, segs)| segs.iter().map(move |s| (p.as_str(), s)))
             .collect();
         let keep: Vec<&str> = plan.keep.iter().map(String::as_str).collect();
-        self.index_file(&plan.record, &segments, &keep);
+        self.batch.add(&plan.record, &segments, &keep);
         tracing::info!(
             kind = plan.record.kind.as_str(),
             segments = segments.len(),
@@ -416,7 +420,7 @@ impl Pipeline {
                 plan.record.failures.push((plugin.into(), reason));
                 // The results of the plugins that did not need to run stay.
                 let keep: Vec<&str> = plan.keep.iter().map(String::as_str).collect();
-                self.index_file(&plan.record, &[], &keep);
+                self.batch.add(&plan.record, &[], &keep);
                 return None;
             }
         };
@@ -612,59 +616,6 @@ impl Pipeline {
         self.state.enqueue(path.clone(), record.size);
     }
 
-    /// Commits the file with its results and failures (the segments of the
-    /// plugins in `keep` stay as indexed), and tells the state. A commit
-    /// that fails (a full disk) is rolled back and tried again every few
-    /// seconds with the same results: indexing is held up until it works,
-    /// and status says why.
-    fn index_file(&self, record: &FileRecord, segments: &[(&str, &SegmentResult)], keep: &[&str]) {
-        let path = &record.path;
-        while let Err(e) = self.index.put_and_commit(record, segments, keep) {
-            tracing::error!("index commit failed: {e}");
-            let why = if disk_full(&self.settings.state_dir) {
-                format!(
-                    "state dir full ({}): indexing is paused until space is freed",
-                    self.settings.state_dir.display()
-                )
-            } else {
-                format!(
-                    "the index cannot be written ({e}); trying again every {} s",
-                    RETRY_PAUSE.as_secs()
-                )
-            };
-            let mut s = self.state.lock();
-            if s.shutting_down {
-                return; // not in the index, so it is done again at the next start
-            }
-            s.stalled = Some(why);
-            drop(s);
-            std::thread::sleep(RETRY_PAUSE);
-        }
-        {
-            let mut s = self.state.lock();
-            if s.stalled.take().is_some() {
-                tracing::info!("the index is writable again: indexing resumes");
-            }
-            s.temporary_failures.remove(path);
-        }
-        self.state.lock().index_generation += 1;
-        // Deleted while it was decoded or read by the plugins: the watcher's
-        // removal either comes after this commit (it waits for the writer)
-        // or came before, and then the file is gone now.
-        if crate::watch::gone(path, &self.settings.watch) {
-            tracing::info!("deleted while in progress: not indexed");
-            self.state.forget(path);
-            self.remove_and_commit(std::slice::from_ref(path));
-            return;
-        }
-        if !record.failures.iter().any(|(p, _)| fails_whole_file(p)) {
-            self.state.lock().indexed.insert(path.clone());
-        }
-        for (plugin, reason) in &record.failures {
-            self.record_failure(path, plugin, reason.clone());
-        }
-    }
-
     fn record_failure(&self, path: &Path, plugin: &str, reason: String) {
         self.state
             .lock()
@@ -693,25 +644,6 @@ fn frames_nearest(packed: &Packed, side: u32) -> Vec<FrameRef> {
         .map(|(_, frames)| frames.clone())
         .unwrap_or_default()
 }
-
-/// Whether the file system under `dir` is (nearly) out of space. Asked after
-/// a commit failed: tantivy's errors do not always keep the cause.
-fn disk_full(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statvfs fills the zeroed struct; `c` is a valid C string.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        libc::statvfs(c.as_ptr(), &mut st) == 0
-            && (st.f_bavail as u64).saturating_mul(st.f_frsize as u64) < DISK_FULL_BELOW
-    }
-}
-
-/// Less free space than this under the state dir counts as full: a commit
-/// needs room for new segment files before it frees the old ones.
-const DISK_FULL_BELOW: u64 = 4 << 20;
 
 /// BLAKE3 of the whole file. Exact, so a copy is never confused with an edit
 /// of the same length; and cheap next to decoding, which reads it all anyway.

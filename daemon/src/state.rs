@@ -63,6 +63,8 @@ pub struct Inner {
     pub suspects: HashMap<PathBuf, u32>,
     /// Temporary failures (short of memory, fds or disk) per file so far.
     pub temporary_failures: HashMap<PathBuf, u32>,
+    /// Files put in the index and waiting for the batch's commit.
+    pub uncommitted: usize,
     /// Why indexing is held up, e.g. the state dir is full.
     pub stalled: Option<String>,
     /// `index_hours` as minutes after midnight, local time.
@@ -339,6 +341,7 @@ impl State {
             idle: !s.crawling
                 && queued == 0
                 && in_progress == 0
+                && s.uncommitted == 0
                 && !(s.embedder_up
                     && (s.embedded_generation != s.index_generation || s.embed_backlog > 0)),
             plugin_jobs: s.plugin_jobs,

@@ -99,7 +99,12 @@ fn a_rename_while_vxd_was_down_is_recognised_on_restart() {
         "{status:#}\n{}",
         d.log()
     );
-    assert_eq!(status["files"]["reused"].as_u64(), Some(1));
+    assert_eq!(
+        status["files"]["reused"].as_u64(),
+        Some(1),
+        "{status:#}\n{}",
+        d.log()
+    );
     assert_eq!(scene_paths(&d), [s(&d.media.join("renamed.mp4"))]);
     assert!(
         d.search("gone").is_empty(),

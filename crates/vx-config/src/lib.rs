@@ -76,6 +76,9 @@ pub struct Settings {
     pub decode_stall_s: f64,
     /// Files in flight at once (decoding, or waiting for the hosts).
     pub jobs: usize,
+    /// Files committed to the index together when many arrive at once;
+    /// 1: a commit per file.
+    pub commit_batch: usize,
     /// Hosts per plugin, shared by all jobs; 0: by each model's cost.
     pub host_pool_size: usize,
     /// Inference threads per host.
@@ -113,6 +116,7 @@ impl Default for Settings {
             max_audio_s: 3.0 * 3600.0,
             decode_stall_s: 60.0,
             jobs: 0,
+            commit_batch: 64,
             host_pool_size: 0,
             host_threads: 0,
             cpu_share: 1.0,
@@ -265,6 +269,9 @@ impl Settings {
         }
         if self.max_frames == 0 {
             return Err(ConfigError::NotPositive("max_frames"));
+        }
+        if self.commit_batch == 0 {
+            return Err(ConfigError::NotPositive("commit_batch"));
         }
         if self.frame_max_side < 16 {
             return Err(ConfigError::NotPositive("frame_max_side (at least 16)"));

@@ -26,7 +26,7 @@ mod write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
+use tantivy::{Index, IndexReader, ReloadPolicy};
 pub use vx_plugin_protocol::MediaInfo;
 use vx_plugin_protocol::MediaKind;
 
@@ -97,7 +97,7 @@ pub fn embed_text(text: &str, labels: &[String]) -> Option<String> {
 
 pub struct MediaIndex {
     index: Index,
-    writer: Mutex<IndexWriter>,
+    writer: Mutex<write::Writer>,
     reader: IndexReader,
     f: Fields,
     /// Thumbnails whose documents were deleted since the last commit; after
@@ -168,7 +168,7 @@ impl MediaIndex {
             .try_into()?;
         Ok(Self {
             index,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(write::Writer::new(writer)),
             reader,
             f,
             orphans: Mutex::default(),
@@ -181,7 +181,7 @@ impl MediaIndex {
         *self.artefact_dir.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.to_owned());
     }
 
-    fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
+    fn writer(&self) -> std::sync::MutexGuard<'_, write::Writer> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -418,7 +418,7 @@ mod tests {
 
         // A deleted file's moments are gone, even though its vectors stay
         // until compaction.
-        idx.remove_file(Path::new("/m/talk.mp4"));
+        idx.remove_file(Path::new("/m/talk.mp4")).unwrap();
         idx.commit().unwrap();
         let after = run("ocean waves", SearchMode::Hybrid);
         assert!(
@@ -621,6 +621,41 @@ mod tests {
         assert_eq!(idx.doc_count(Path::new("/m/one.mp4")).unwrap(), 2);
     }
 
+    /// What was changed while the disk was full is committed once it is not,
+    /// without being made again by the caller: a failed write rolls back
+    /// other threads' changes too, and they must not be lost.
+    #[test]
+    fn changes_a_failed_write_rolled_back_are_made_again() {
+        let disk = FullDisk {
+            inner: tantivy::directory::RamDirectory::create(),
+            full: Default::default(),
+        };
+        let idx = MediaIndex::in_directory(Box::new(disk.clone())).unwrap();
+        idx.put_and_commit(
+            &video("/m/gone.mp4"),
+            &[("keyframes", &scene(0.0, 1.0))],
+            &[],
+        )
+        .unwrap();
+        disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = idx.put_file(&video("/m/a.mp4"), &[("keyframes", &scene(0.0, 1.0))]);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // Another thread's write fails, and takes a.mp4's change down with it.
+        let b = idx.put_and_commit(&video("/m/b.mp4"), &[("keyframes", &scene(0.0, 1.0))], &[]);
+        assert!(b.is_err(), "the disk is full");
+        assert!(
+            idx.remove_and_commit(&[PathBuf::from("/m/gone.mp4")])
+                .is_err()
+        );
+        assert!(idx.has_pending());
+        disk.full.store(false, std::sync::atomic::Ordering::SeqCst);
+        idx.commit().unwrap();
+        assert!(!idx.has_pending());
+        assert_eq!(idx.doc_count(Path::new("/m/a.mp4")).unwrap(), 2);
+        assert_eq!(idx.doc_count(Path::new("/m/b.mp4")).unwrap(), 2);
+        assert_eq!(idx.doc_count(Path::new("/m/gone.mp4")).unwrap(), 0);
+    }
+
     /// Highlights point at the matched words after line breaks are shown
     /// as " / " (found by review: they were two bytes off per line).
     #[test]
@@ -741,7 +776,7 @@ mod tests {
         assert_eq!(idx.doc_count(p).unwrap(), 2);
         assert_eq!(idx.fingerprint(p).unwrap().as_deref(), Some("fp-2"));
 
-        idx.remove_file(p);
+        idx.remove_file(p).unwrap();
         idx.commit().unwrap();
         assert_eq!(idx.doc_count(p).unwrap(), 0);
         assert!(find(&idx, "a", &none(), 10).unwrap().is_empty());

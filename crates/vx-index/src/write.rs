@@ -1,7 +1,7 @@
 //! Adding, copying and removing files; [`MediaIndex::commit`] makes it visible.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tantivy::collector::Count;
 use tantivy::query::TermQuery;
@@ -15,6 +15,66 @@ use crate::{FileRecord, IndexError, MediaIndex, embed_text, now_s, text_key};
 const MAX_FILE_TEXT_BYTES: usize = 1 << 20;
 /// ...and its list of every label found in it, here.
 const MAX_FILE_LABELS: usize = 1000;
+
+/// tantivy's writer, with the changes made since the last commit. A failed
+/// write rolls back every uncommitted change, other threads' too; the log
+/// lets them be made again, so that no caller's change is silently lost.
+pub(crate) struct Writer {
+    tantivy: IndexWriter,
+    pending: Vec<Change>,
+    /// The writer was rolled back since `pending` was made.
+    lost: bool,
+}
+
+impl Writer {
+    pub(crate) fn new(tantivy: IndexWriter) -> Self {
+        Self {
+            tantivy,
+            pending: vec![],
+            lost: false,
+        }
+    }
+
+    fn delete_term(&self, term: Term) {
+        self.tantivy.delete_term(term);
+    }
+}
+
+/// One logged change.
+enum Change {
+    Put {
+        file: FileRecord,
+        segments: Vec<(String, SegmentResult)>,
+        keep: Vec<String>,
+    },
+    Copy {
+        from: PathBuf,
+        to: FileRecord,
+        remove_from: bool,
+    },
+    Remove(Vec<PathBuf>),
+}
+
+impl Change {
+    fn put(file: &FileRecord, segments: &[(&str, &SegmentResult)], keep: &[&str]) -> Self {
+        Self::Put {
+            file: file.clone(),
+            segments: segments
+                .iter()
+                .map(|(p, s)| (p.to_string(), (*s).clone()))
+                .collect(),
+            keep: keep.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    fn copy(from: &Path, to: &FileRecord, remove_from: bool) -> Self {
+        Self::Copy {
+            from: from.to_owned(),
+            to: to.clone(),
+            remove_from,
+        }
+    }
+}
 
 impl MediaIndex {
     /// Replaces everything indexed for `file.path` with this file and these
@@ -35,28 +95,30 @@ impl MediaIndex {
         segments: &[(&str, &SegmentResult)],
         keep: &[&str],
     ) -> Result<(), IndexError> {
-        self.put(file, segments, keep, false)
+        self.change(Change::put(file, segments, keep), false)
+            .map(drop)
     }
 
     /// [`put_file_keeping`](Self::put_file_keeping) and a commit, with no
-    /// other change in between: when the commit fails, exactly this file's
-    /// changes (and nothing another thread committed) are rolled back.
+    /// other change in between. When the commit fails, the change stays
+    /// pending like every other: [`commit`](Self::commit) makes it again.
     pub fn put_and_commit(
         &self,
         file: &FileRecord,
         segments: &[(&str, &SegmentResult)],
         keep: &[&str],
     ) -> Result<(), IndexError> {
-        self.put(file, segments, keep, true)
+        self.change(Change::put(file, segments, keep), true)
+            .map(drop)
     }
 
     fn put(
         &self,
+        writer: &mut Writer,
         file: &FileRecord,
-        segments: &[(&str, &SegmentResult)],
-        keep: &[&str],
-        commit: bool,
-    ) -> Result<(), IndexError> {
+        segments: &[(String, SegmentResult)],
+        keep: &[String],
+    ) -> Result<usize, IndexError> {
         let f = self.f;
         let path = file.path.to_string_lossy();
         let time = file.info.created.unwrap_or(file.mtime);
@@ -66,7 +128,7 @@ impl MediaIndex {
         let mut faces = 0u64;
         if !keep.is_empty() {
             for d in self.all_docs(&self.file_query(&file.path))? {
-                if keep.contains(&self.str_of(&d, f.plugin)) {
+                if keep.iter().any(|k| *k == self.str_of(&d, f.plugin)) {
                     labels.extend(self.strs_of(&d, f.labels));
                     faces = faces.max(d.get_first(f.faces).and_then(|v| v.as_u64()).unwrap_or(0));
                     kept.push(self.rebuilt(&d, &[]));
@@ -95,11 +157,10 @@ impl MediaIndex {
                 all_text.push('\n');
             }
         }
-        let mut writer = self.writer();
         self.orphan_thumbnails_of(&file.path)?;
         writer.delete_term(Term::from_field_text(f.path, &path));
         for d in kept {
-            self.add(&mut writer, d)?;
+            self.add(writer, d)?;
         }
         let name = file
             .path
@@ -138,7 +199,7 @@ impl MediaIndex {
         }
         self.add_findings(&mut d, &labels, faces, !all_text.is_empty());
         d.add_text(f.text, all_text);
-        self.add(&mut writer, d)?;
+        self.add(writer, d)?;
         for (plugin, s) in segments {
             let mut d = doc!(
                 f.path => path.as_ref(),
@@ -178,12 +239,9 @@ impl MediaIndex {
             if let Some(t) = &s.thumbnail {
                 d.add_text(f.thumbnail, t.to_string_lossy());
             }
-            self.add(&mut writer, d)?;
+            self.add(writer, d)?;
         }
-        if commit {
-            self.commit_locked(&mut writer)?;
-        }
-        Ok(())
+        Ok(1 + segments.len())
     }
 
     /// Labels (searchable and exact), the face count and what the document
@@ -241,7 +299,7 @@ impl MediaIndex {
     /// size, mtime and fingerprint. Returns the number of documents written.
     /// Visible after the next commit; `from` is left as it is.
     pub fn copy_file(&self, from: &Path, to: &FileRecord) -> Result<usize, IndexError> {
-        self.copy(from, to, false, false)
+        self.change(Change::copy(from, to, false), false)
     }
 
     /// [`copy_file`](Self::copy_file), then (for a rename) removing `from`,
@@ -253,15 +311,15 @@ impl MediaIndex {
         to: &FileRecord,
         remove_from: bool,
     ) -> Result<usize, IndexError> {
-        self.copy(from, to, remove_from, true)
+        self.change(Change::copy(from, to, remove_from), true)
     }
 
     fn copy(
         &self,
+        writer: &mut Writer,
         from: &Path,
         to: &FileRecord,
         remove_from: bool,
-        commit: bool,
     ) -> Result<usize, IndexError> {
         let f = self.f;
         let docs = self.all_docs(&self.file_query(from))?;
@@ -289,7 +347,6 @@ impl MediaIndex {
             f.fingerprint,
             f.indexed_at,
         ];
-        let mut writer = self.writer();
         self.orphan_thumbnails_of(&to.path)?;
         if remove_from {
             self.orphan_thumbnails_of(from)?;
@@ -307,38 +364,84 @@ impl MediaIndex {
                 new.add_text(f.fingerprint, &to.fingerprint);
                 new.add_i64(f.indexed_at, now_s());
             }
-            self.add(&mut writer, new)?;
+            self.add(writer, new)?;
         }
-        if commit && !docs.is_empty() {
-            if remove_from {
-                writer.delete_term(Term::from_field_text(f.path, &from.to_string_lossy()));
-            }
-            self.commit_locked(&mut writer)?;
+        if remove_from && !docs.is_empty() {
+            writer.delete_term(Term::from_field_text(f.path, &from.to_string_lossy()));
         }
         Ok(docs.len())
     }
 
     /// Removes a file and its segments, and after the next commit its
     /// thumbnails unless another file shows them. Visible after that commit.
-    pub fn remove_file(&self, path: &Path) {
-        let writer = self.writer();
-        if let Err(e) = self.orphan_thumbnails_of(path) {
-            tracing::warn!("cannot list the thumbnails of {}: {e}", path.display());
-        }
-        writer.delete_term(Term::from_field_text(self.f.path, &path.to_string_lossy()));
+    pub fn remove_file(&self, path: &Path) -> Result<(), IndexError> {
+        self.change(Change::Remove(vec![path.to_owned()]), false)
+            .map(drop)
     }
 
     /// Removes these files and their segments, and commits, with no other
     /// change in between.
-    pub fn remove_and_commit(&self, paths: &[std::path::PathBuf]) -> Result<(), IndexError> {
-        let mut writer = self.writer();
+    pub fn remove_and_commit(&self, paths: &[PathBuf]) -> Result<(), IndexError> {
+        self.change(Change::Remove(paths.to_vec()), true).map(drop)
+    }
+
+    fn remove(&self, writer: &mut Writer, paths: &[PathBuf]) -> Result<usize, IndexError> {
         for p in paths {
             self.orphan_thumbnails_of(p)?;
         }
         for p in paths {
             writer.delete_term(Term::from_field_text(self.f.path, &p.to_string_lossy()));
         }
-        self.commit_locked(&mut writer)
+        Ok(0)
+    }
+
+    /// Logs `change`, makes it (after the pending ones, if a failed write
+    /// rolled those back) and commits if asked. Returns the number of
+    /// documents the change wrote. A copy of nothing (`from` is gone) is not
+    /// committed.
+    fn change(&self, change: Change, commit: bool) -> Result<usize, IndexError> {
+        let mut writer = self.writer();
+        writer.pending.push(change);
+        let from = if writer.lost {
+            0
+        } else {
+            writer.pending.len() - 1
+        };
+        let written = self.make_pending(&mut writer, from)?;
+        let empty_copy = matches!(writer.pending.last(), Some(Change::Copy { .. })) && written == 0;
+        if commit && !empty_copy {
+            self.commit_locked(&mut writer)?;
+        }
+        Ok(written)
+    }
+
+    /// Makes the pending changes from `from` on; returns what the last one
+    /// wrote. A failure rolls the writer back, so all of them are made again
+    /// before the next commit.
+    fn make_pending(&self, writer: &mut Writer, from: usize) -> Result<usize, IndexError> {
+        let pending = std::mem::take(&mut writer.pending);
+        let mut written = Ok(0);
+        for change in &pending[from..] {
+            written = match change {
+                Change::Put {
+                    file,
+                    segments,
+                    keep,
+                } => self.put(writer, file, segments, keep),
+                Change::Copy {
+                    from,
+                    to,
+                    remove_from,
+                } => self.copy(writer, from, to, *remove_from),
+                Change::Remove(paths) => self.remove(writer, paths),
+            };
+            if written.is_err() {
+                break;
+            }
+        }
+        writer.pending = pending;
+        writer.lost = written.is_err();
+        written
     }
 
     /// Notes the thumbnails of `path`'s committed documents, which are about
@@ -389,18 +492,27 @@ impl MediaIndex {
     }
 
     /// Makes every change since the last commit durable and searchable. If
-    /// that fails (a full disk), the changes are rolled back: tantivy's
-    /// writer can be left unable to add documents otherwise, dropping them
-    /// silently. The caller must redo what it wanted committed.
+    /// that fails (a full disk), tantivy's writer is rolled back (it can be
+    /// left unable to add documents otherwise, dropping them silently), and
+    /// the changes stay pending: the next commit makes them again.
     pub fn commit(&self) -> Result<(), IndexError> {
         self.commit_locked(&mut self.writer())
     }
 
-    fn commit_locked(&self, writer: &mut IndexWriter) -> Result<(), IndexError> {
-        if let Err(e) = writer.commit() {
+    /// Whether changes wait for a commit.
+    pub fn has_pending(&self) -> bool {
+        !self.writer().pending.is_empty()
+    }
+
+    fn commit_locked(&self, writer: &mut Writer) -> Result<(), IndexError> {
+        if writer.lost {
+            self.make_pending(writer, 0)?;
+        }
+        if let Err(e) = writer.tantivy.commit() {
             self.roll_back(writer);
             return Err(e.into());
         }
+        writer.pending.clear();
         self.reader.reload()?;
         self.remove_orphans();
         Ok(())
@@ -410,16 +522,18 @@ impl MediaIndex {
     /// back as after a failed commit: tantivy's indexing thread dies when it
     /// cannot open its segment files (a full disk), and every later add
     /// fails until the writer is replaced.
-    fn add(&self, writer: &mut IndexWriter, doc: TantivyDocument) -> Result<(), IndexError> {
-        writer.add_document(doc).map(drop).map_err(|e| {
+    fn add(&self, writer: &mut Writer, doc: TantivyDocument) -> Result<(), IndexError> {
+        writer.tantivy.add_document(doc).map(drop).map_err(|e| {
             self.roll_back(writer);
             e.into()
         })
     }
 
-    /// Drops every change since the last commit, with a fresh writer.
-    fn roll_back(&self, writer: &mut IndexWriter) {
-        if let Err(e) = writer.rollback() {
+    /// Drops every change since the last commit, with a fresh writer. The
+    /// changes stay logged, to be made again.
+    fn roll_back(&self, writer: &mut Writer) {
+        writer.lost = true;
+        if let Err(e) = writer.tantivy.rollback() {
             tracing::error!("index rollback after a failed write failed too: {e}");
         }
         self.orphans
