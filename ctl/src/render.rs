@@ -83,6 +83,25 @@ pub fn status(s: &Status) -> String {
             format!("{} sentence vectors{waiting}", s.vectors),
         );
     }
+    let b = &s.budget;
+    if b.cores > 0 {
+        let hosts: Vec<String> = b.hosts.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        let hours = b
+            .index_hours
+            .as_ref()
+            .map(|h| format!(" · indexes {h}"))
+            .unwrap_or_default();
+        row(
+            "budget",
+            format!(
+                "{} cores · hosts and decoders {} of {} at peak · hosts: {}{hours}",
+                b.cores,
+                bytes(b.planned_mb << 20),
+                bytes(b.memory_mb << 20),
+                hosts.join(", ")
+            ),
+        );
+    }
     let width = s.plugins.iter().map(|p| p.name.len()).max().unwrap_or(0);
     for (i, p) in s.plugins.iter().enumerate() {
         let state = serde_json::to_value(p.state)

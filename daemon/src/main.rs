@@ -6,6 +6,7 @@
 //! ARCHITECTURE.md for the whole picture.
 
 mod batch;
+mod budget;
 mod control;
 mod decode;
 mod embed;
@@ -102,7 +103,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .context("cannot detach")?;
         write_pid(&mut lock)?;
     }
-    pin_to_cores(settings.cores());
+    budget::pin_to_cores(settings.cores());
     let index = Arc::new(MediaIndex::open(&settings.state_dir.join("index"))?);
     index.set_artefact_dir(&settings.artefact_dir());
     tracing::info!(
@@ -260,82 +261,40 @@ fn start_pools(settings: &Settings, state: &Arc<State>, socket_dir: &Path) -> Ve
         artefact_dir: settings.artefact_dir(),
         threads: settings.host_threads,
     };
-    let mut pools = vec![];
-    let plugins: Vec<&String> = settings
+    let checked: Vec<(&str, Option<_>)> = settings
         .plugins
         .iter()
         .filter(|p| *p != vx_config::TEXT_EMBED)
+        .map(|p| (p.as_str(), vx_models::missing_for_plugin(p, &settings.cache_dir)))
         .collect();
-    for plugin in &plugins {
-        match vx_models::missing_for_plugin(plugin, &settings.cache_dir) {
-            None => pools.push(pool::Pool::start(
-                plugin,
-                pool_size(settings, plugin, &plugins),
-                &config,
-                state.clone(),
-            )),
+    let ready: Vec<&str> = checked
+        .iter()
+        .filter(|(_, missing)| missing.is_none())
+        .map(|(p, _)| *p)
+        .collect();
+    let embedder = settings.plugins.iter().any(|p| p == vx_config::TEXT_EMBED);
+    let (budget, warning) = budget::plan(settings, settings.cores(), &ready, embedder);
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+        state.lock().warn(w);
+    }
+    // In the configured order, which status keeps.
+    let mut sizes = budget.hosts.iter().map(|(_, n)| *n as usize);
+    let mut pools = vec![];
+    for (plugin, missing) in checked {
+        match missing {
+            None => {
+                let size = sizes.next().unwrap_or(1);
+                pools.push(pool::Pool::start(plugin, size, &config, state.clone()));
+            }
             Some(missing) => {
                 tracing::warn!(plugin = %plugin, "not started: {missing}");
                 state.set_missing(plugin, 0, missing.to_string());
             }
         }
     }
+    state.lock().budget = budget;
     pools
-}
-
-/// CPU seconds per media second of each plugin's model, from
-/// `bench/run.py` (BENCHMARKS.md): what a plugin costs next to the others.
-const MODEL_COST: [(&str, f64); 5] = [
-    ("ocr", 0.48),
-    ("speech", 0.14),
-    ("faces", 0.07),
-    ("objects", 0.07),
-    ("keyframes", 0.002),
-];
-
-/// Hosts for `plugin`: `host_pool_size` when set, else its share of the
-/// configured plugins' cost times the cores, rounded up. On 2 cores OCR,
-/// which costs more than the rest together, gets two hosts and the others one.
-fn pool_size(settings: &Settings, plugin: &str, plugins: &[&String]) -> usize {
-    if settings.host_pool_size > 0 {
-        return settings.host_pool_size;
-    }
-    let cost = |p: &str| {
-        MODEL_COST
-            .iter()
-            .find(|(name, _)| *name == p)
-            .map_or(0.1, |(_, c)| *c)
-    };
-    let total: f64 = plugins.iter().map(|p| cost(p)).sum();
-    ((cost(plugin) / total * settings.cores() as f64).ceil() as usize).max(1)
-}
-
-/// Keeps vxd, and the decoders and hosts it starts, on the first `cores`
-/// CPUs: the `cpu_share` budget, enforced by the kernel without a cgroup.
-fn pin_to_cores(cores: usize) {
-    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores >= all {
-        return;
-    }
-    // SAFETY: the set is zeroed and filled with CPU_SET before use, and
-    // sched_getaffinity/sched_setaffinity only read or write it.
-    unsafe {
-        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
-            return;
-        }
-        let mut pinned: libc::cpu_set_t = std::mem::zeroed();
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &allowed))
-            .take(cores)
-            .for_each(|cpu| libc::CPU_SET(cpu, &mut pinned));
-        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &pinned) != 0 {
-            tracing::warn!(
-                "cannot keep to {cores} cores (cpu_share): {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
 }
 
 /// The text embedder, or why search by meaning is off: not configured, or

@@ -67,6 +67,8 @@ pub struct Inner {
     pub uncommitted: usize,
     /// Why indexing is held up, e.g. the state dir is full.
     pub stalled: Option<String>,
+    /// What vx may use and the plan to keep to it, for status.
+    pub budget: vx_ctl_protocol::Budget,
     /// `index_hours` as minutes after midnight, local time.
     pub hours: Option<(u32, u32)>,
 }
@@ -362,6 +364,7 @@ impl State {
             vectors: s.vectors,
             embed_backlog: s.embed_backlog,
             failed_files_omitted: s.failed.len().saturating_sub(MAX_LISTED_FAILURES) as u64,
+            budget: s.budget.clone(),
             stalled: s.stalled.clone().or_else(|| {
                 let hours = s.hours?;
                 (!within_hours(Some(hours)) && queued > 0).then(|| {

@@ -1,6 +1,6 @@
 //! How vxd spends the machine: the first results of a file are searchable
 //! before its slow plugins finish, and the budget settings (`cpu_share`,
-//! `index_hours`) hold.
+//! `memory_mb`, `index_hours`) hold.
 
 use std::time::Duration;
 
@@ -73,6 +73,30 @@ fn cpu_share_keeps_vxd_and_its_hosts_on_that_many_cores() {
             .sum();
         assert_eq!(n, want, "{who} may run on {allowed}");
     }
+    assert_eq!(status["budget"]["cores"], want, "{status:#}");
+    let text = String::from_utf8_lossy(&d.vxctl(&["status"]).stdout).into_owned();
+    assert!(text.contains(&format!("budget    {want} cores")), "{text}");
+}
+
+/// A memory budget too small even for one host of each plugin and the
+/// decoders is said in status, and indexing goes on with one host each.
+#[test]
+fn a_memory_budget_below_one_host_each_is_a_warning_not_a_stop() {
+    let d = Daemon::start_with("memory_mb = 100\n", &[], |m| make_image(&m.join("a.png")));
+    d.wait_idle(60);
+    let status = d.json(&["status"]);
+    assert_eq!(status["files"]["indexed"], 1, "{status:#}");
+    assert_eq!(status["budget"]["memory_mb"], 100, "{status:#}");
+    assert_eq!(
+        status["budget"]["hosts"],
+        serde_json::json!([["keyframes", 1]])
+    );
+    assert!(
+        status["budget"]["planned_mb"].as_u64().unwrap() > 100,
+        "{status:#}"
+    );
+    let warnings = status["warnings"].to_string();
+    assert!(warnings.contains("memory_mb = 100"), "{status:#}");
 }
 
 #[test]

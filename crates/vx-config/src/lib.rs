@@ -89,6 +89,9 @@ pub struct Settings {
     /// `"HH:MM-HH:MM"`, local time: vx indexes only then (it may wrap past
     /// midnight). Empty: at any time.
     pub index_hours: String,
+    /// MiB for all model hosts and decoders together: pools get fewer
+    /// hosts to fit. 0: half the machine's memory.
+    pub memory_mb: u64,
     pub host_nice: i32,
     pub host_io_idle: bool,
     pub host_memory_mb: u64,
@@ -121,6 +124,7 @@ impl Default for Settings {
             host_threads: 0,
             cpu_share: 1.0,
             index_hours: String::new(),
+            memory_mb: 0,
             host_nice: 10,
             host_io_idle: true,
             host_memory_mb: 4096,
@@ -129,6 +133,18 @@ impl Default for Settings {
             deadline_per_media_s: 2.0,
         }
     }
+}
+
+/// The machine's memory in MiB (0 if unknown).
+pub fn physical_memory_mb() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (pages.max(0) as u64).saturating_mul(page.max(0) as u64) >> 20
 }
 
 impl Settings {
@@ -257,6 +273,9 @@ impl Settings {
             // Two files in flight even on one core: one decodes while the
             // hosts work on the other.
             self.jobs = (cores / 2).max(2);
+        }
+        if self.memory_mb == 0 {
+            self.memory_mb = physical_memory_mb() / 2;
         }
         if self.host_threads == 0 {
             self.host_threads = (cores / 2).max(1);

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Frozen: never add, remove or reorder fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,6 +242,22 @@ pub struct Status {
     pub failed_files_omitted: u64,
     /// Why indexing is held up and waits, e.g. the state dir is full.
     pub stalled: Option<String>,
+    pub budget: Budget,
+}
+
+/// What vx may use, from the config, and how vxd plans to stay within it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// CPU cores vx is pinned to (`cpu_share`).
+    pub cores: u32,
+    /// MiB for all model hosts and decoders together (`memory_mb`).
+    pub memory_mb: u64,
+    /// Their expected peak with the planned pools, MiB.
+    pub planned_mb: u64,
+    /// Hosts per plugin.
+    pub hosts: Vec<(String, u32)>,
+    /// `index_hours`, when set.
+    pub index_hours: Option<String>,
 }
 
 /// Failures listed in a [`Status`], so that it stays small however many
