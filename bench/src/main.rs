@@ -70,27 +70,6 @@ fn open_plugins(settings: &Settings, threads: usize) -> Vec<(String, Box<dyn Plu
         .collect()
 }
 
-/// The decode options vxd uses for plugins with these needs.
-fn options(settings: &Settings, needs: &[Needs]) -> DecodeOptions {
-    let mut frame_sides: Vec<u32> = needs
-        .iter()
-        .filter_map(|n| n.frame_max_side)
-        .map(|side| side.min(settings.frame_max_side))
-        .collect();
-    frame_sides.sort_unstable();
-    frame_sides.dedup();
-    DecodeOptions {
-        frame_sides,
-        frame_interval_s: settings.frame_interval_s,
-        max_frames: settings.max_frames,
-        still_threshold: settings.still_threshold,
-        audio: needs.iter().any(|n| n.audio),
-        max_pixels: settings.max_image_pixels,
-        max_audio_s: settings.max_audio_s,
-        ..DecodeOptions::default()
-    }
-}
-
 /// Runs `plugin` on the decoded file, as a host would on vxd's job.
 fn run(settings: &Settings, plugin: &mut dyn Plugin, path: &Path, packed: &Packed) {
     let needs = plugin.needs();
@@ -157,7 +136,7 @@ fn decode(path: &Path, opts: &DecodeOptions) -> Option<(f64, Packed)> {
 fn lower_bound(settings: &Settings, files: &[PathBuf], threads: usize) -> serde_json::Value {
     let mut plugins = open_plugins(settings, threads);
     let needs: Vec<Needs> = plugins.iter().map(|(_, p)| p.needs()).collect();
-    let opts = options(settings, &needs);
+    let opts = vx_decoder::options_for(settings, &needs);
     let (mut decode_cpu, mut media_s) = (0.0, 0.0);
     let mut model_cpu = vec![0.0; plugins.len()];
     for path in files {
@@ -191,7 +170,7 @@ fn old_architecture(settings: &Settings, files: &[PathBuf], cores: usize) -> ser
     let started = Instant::now();
     for path in files {
         for (_, plugin) in plugins.iter_mut() {
-            let opts = options(settings, &[plugin.needs()]);
+            let opts = vx_decoder::options_for(settings, &[plugin.needs()]);
             if let Some((_, packed)) = decode(path, &opts) {
                 run(settings, plugin.as_mut(), path, &packed);
             }

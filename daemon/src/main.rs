@@ -265,7 +265,12 @@ fn start_pools(settings: &Settings, state: &Arc<State>, socket_dir: &Path) -> Ve
         .plugins
         .iter()
         .filter(|p| *p != vx_config::TEXT_EMBED)
-        .map(|p| (p.as_str(), vx_models::missing_for_plugin(p, &settings.cache_dir)))
+        .map(|p| {
+            (
+                p.as_str(),
+                vx_models::missing_for_plugin(p, &settings.cache_dir),
+            )
+        })
         .collect();
     let ready: Vec<&str> = checked
         .iter()

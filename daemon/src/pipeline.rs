@@ -390,24 +390,7 @@ impl Pipeline {
     /// machine was short of something).
     fn decode_for(&mut self, plan: &mut Plan) -> Option<(Summary, Packed)> {
         let path = plan.record.path.clone();
-        let needs = plan.run.iter().map(|(_, n)| n);
-        let mut frame_sides: Vec<u32> = needs
-            .clone()
-            .filter_map(|n| n.frame_max_side)
-            .map(|side| side.min(self.settings.frame_max_side))
-            .collect();
-        frame_sides.sort_unstable();
-        frame_sides.dedup();
-        let opts = DecodeOptions {
-            frame_sides,
-            frame_interval_s: self.settings.frame_interval_s,
-            max_frames: self.settings.max_frames,
-            still_threshold: self.settings.still_threshold,
-            audio: needs.clone().any(|n| n.audio),
-            max_pixels: self.settings.max_image_pixels,
-            max_audio_s: self.settings.max_audio_s,
-            ..DecodeOptions::default()
-        };
+        let opts = vx_decoder::options_for(&self.settings, plan.run.iter().map(|(_, n)| n));
         let (summary, packed) = match self.decode(&path, &opts) {
             Ok(d) => d,
             Err((_, Failure::Temporary(why))) if self.may_retry(&path) => {

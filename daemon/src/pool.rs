@@ -80,6 +80,17 @@ impl Shared {
     fn known(&self) -> std::sync::MutexGuard<'_, Known> {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The last error status holds for this plugin's host `index`, or for
+    /// any of its hosts.
+    fn last_error(&self, index: Option<usize>) -> Option<String> {
+        let state = self.state.lock();
+        state
+            .plugins
+            .iter()
+            .filter(|p| p.name == self.plugin && index.is_none_or(|i| p.worker == i as u32))
+            .find_map(|p| p.last_error.clone())
+    }
 }
 
 pub struct Pool {
@@ -160,21 +171,14 @@ impl Pool {
         };
         let queue = self.queue.as_ref().expect("pool not stopped");
         if let Err(e) = queue.send(request) {
-            let why = format!("plugin not running: {}", self.last_error());
+            let why = self.shared.last_error(None);
+            let why = format!(
+                "plugin not running: {}",
+                why.as_deref().unwrap_or("its hosts are disabled")
+            );
             let _ = e.into_inner().reply.send(Err(Failure::File(why)));
         }
         outcome
-    }
-
-    fn last_error(&self) -> String {
-        let plugin = &self.shared.plugin;
-        let state = self.shared.state.lock();
-        state
-            .plugins
-            .iter()
-            .filter(|p| &p.name == plugin)
-            .find_map(|p| p.last_error.clone())
-            .unwrap_or_else(|| "its hosts are disabled".into())
     }
 
     /// Stops every host once the queued jobs are done, waiting up to 2 s.
@@ -338,14 +342,7 @@ impl Slot {
         let mut last_error = String::new();
         for attempt in 1..=2 {
             if !self.ensure_host() {
-                let why = self
-                    .shared
-                    .state
-                    .lock()
-                    .plugins
-                    .iter()
-                    .find(|p| p.name == plugin && p.worker == self.index as u32)
-                    .and_then(|p| p.last_error.clone());
+                let why = self.shared.last_error(Some(self.index));
                 return Err(Failure::File(format!(
                     "plugin not running: {}",
                     why.unwrap_or(last_error)

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use vx_media::DecodeOptions;
-use vx_plugin_protocol::{AudioRef, FrameRef, MediaInfo, MediaKind};
+use vx_plugin_protocol::{AudioRef, FrameRef, MediaInfo, MediaKind, Needs};
 use vx_wire::{WireError, read_frame, write_frame, write_frame_with_fd};
 
 /// The fd on which the decoder finds its end of the socket.
@@ -27,6 +27,36 @@ pub const SOCKET_FD: i32 = 3;
 
 /// How often a busy decoder says it is still reading.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What to decode for hosts with these needs, within the config's limits:
+/// each frame size they ask for once (at most `frame_max_side`), and audio if
+/// any of them wants it. vxd and the benchmark decode with these.
+pub fn options_for<'a>(
+    settings: &vx_config::Settings,
+    needs: impl IntoIterator<Item = &'a Needs>,
+) -> DecodeOptions {
+    let mut frame_sides = vec![];
+    let mut audio = false;
+    for n in needs {
+        frame_sides.extend(
+            n.frame_max_side
+                .map(|side| side.min(settings.frame_max_side)),
+        );
+        audio |= n.audio;
+    }
+    frame_sides.sort_unstable();
+    frame_sides.dedup();
+    DecodeOptions {
+        frame_sides,
+        frame_interval_s: settings.frame_interval_s,
+        max_frames: settings.max_frames,
+        still_threshold: settings.still_threshold,
+        audio,
+        max_pixels: settings.max_image_pixels,
+        max_audio_s: settings.max_audio_s,
+        ..DecodeOptions::default()
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
