@@ -11,6 +11,11 @@
 //!   turn decodes the file itself and runs, one after another, every model
 //!   with all cores. It prints the wall time.
 //!
+//! - `decode` weighs the decode lever of skipping unreferenced frames: each
+//!   file is decoded with and without it (in turns, the order alternating),
+//!   and it prints both CPU times, their ratio, and how far the kept frames'
+//!   times moved.
+//!
 //! Models are opened before the clock starts in both, as vxd's hosts are.
 
 use std::path::{Path, PathBuf};
@@ -26,7 +31,7 @@ use vx_shm::SegmentView;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, mode, list, config] = &args[..] else {
-        eprintln!("usage: vx-bench lower-bound|old FILE_LIST VXD_CONFIG");
+        eprintln!("usage: vx-bench lower-bound|old|decode FILE_LIST VXD_CONFIG");
         std::process::exit(2);
     };
     let settings = Settings::load(Some(Path::new(config))).unwrap_or_else(|e| fail(e));
@@ -40,6 +45,7 @@ fn main() {
     let report = match mode.as_str() {
         "lower-bound" => lower_bound(&settings, &files, settings.host_threads),
         "old" => old_architecture(&settings, &files, cores),
+        "decode" => skipping_unreferenced(&settings, &files),
         _ => fail(format!("unknown mode {mode}")),
     };
     let _ = std::fs::remove_dir_all(artefacts());
@@ -162,6 +168,61 @@ fn lower_bound(settings: &Settings, files: &[PathBuf], threads: usize) -> serde_
             .map(|((name, _), cpu)| (name.clone(), json!(cpu)))
             .collect::<serde_json::Map<_, _>>(),
         "threads_per_model": threads,
+    })
+}
+
+fn skipping_unreferenced(settings: &Settings, files: &[PathBuf]) -> serde_json::Value {
+    let plugins = open_plugins(settings, 1);
+    let needs: Vec<Needs> = plugins.iter().map(|(_, p)| p.needs()).collect();
+    let skip = vx_decoder::options_for(settings, &needs);
+    let all = DecodeOptions {
+        skip_unreferenced: false,
+        ..skip.clone()
+    };
+    let (mut cpu_all, mut cpu_skip, mut frames_all, mut frames_skip) = (0.0, 0.0, 0, 0);
+    let (mut max_shift_s, mut shifts, mut same_count) = (0.0f64, vec![], 0);
+    for (i, path) in files.iter().enumerate() {
+        let timed = |opts: &DecodeOptions| {
+            let before = cpu_s();
+            let times: Vec<f64> = vx_media::decode(path, opts)
+                .map(|d| {
+                    d.renditions
+                        .first()
+                        .map_or(vec![], |r| r.frames.iter().map(|f| f.pts_s).collect())
+                })
+                .unwrap_or_default();
+            (cpu_s() - before, times)
+        };
+        let ((a_cpu, a), (s_cpu, s)) = if i % 2 == 0 {
+            let a = timed(&all);
+            (a, timed(&skip))
+        } else {
+            let s = timed(&skip);
+            (timed(&all), s)
+        };
+        cpu_all += a_cpu;
+        cpu_skip += s_cpu;
+        frames_all += a.len();
+        frames_skip += s.len();
+        if a.len() == s.len() {
+            same_count += 1;
+            for (x, y) in a.iter().zip(&s) {
+                max_shift_s = max_shift_s.max((y - x).abs());
+                shifts.push((y - x).abs());
+            }
+        }
+    }
+    let mean_shift_s = shifts.iter().sum::<f64>() / shifts.len().max(1) as f64;
+    json!({
+        "files": files.len(),
+        "decode_cpu_s_all_frames": cpu_all,
+        "decode_cpu_s_skipping": cpu_skip,
+        "all_over_skipping": cpu_all / cpu_skip,
+        "frames_kept_all": frames_all,
+        "frames_kept_skipping": frames_skip,
+        "files_with_the_same_frame_count": same_count,
+        "max_shift_s": max_shift_s,
+        "mean_shift_s": mean_shift_s,
     })
 }
 

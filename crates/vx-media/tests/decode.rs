@@ -234,3 +234,47 @@ fn garbage_is_an_error_not_a_panic() {
         .is_err()
     );
 }
+
+/// Frames no other frame refers to (here non-reference B-frames) are not
+/// decoded when a candidate comes every 12.5 frames: the same frames are
+/// kept, some up to a run of B-frames (3 here) later. At 2 fps every frame may be a candidate, and
+/// none is skipped.
+#[test]
+fn unreferenced_frames_are_skipped_only_when_sampling_is_sparse() {
+    let dir = tempfile::tempdir().unwrap();
+    let times = |path: &Path, skip: bool| -> Vec<f64> {
+        let opts = DecodeOptions {
+            skip_unreferenced: skip,
+            still_threshold: 0.0,
+            ..DecodeOptions::default()
+        };
+        let d = decode(path, &opts).unwrap();
+        d.frames_for(640).iter().map(|f| f.pts_s).collect()
+    };
+    for (fps, may_shift) in [(25, true), (2, false)] {
+        let p = dir.path().join(format!("b{fps}.mp4"));
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc=size=160x120:rate={fps}:duration=6"),
+            "-c:v",
+            "libx264",
+            "-x264-params",
+            "bframes=3:b-pyramid=none:b-adapt=0:threads=1",
+            p.to_str().unwrap(),
+        ]);
+        let (all, skipping) = (times(&p, false), times(&p, true));
+        assert_eq!(all.len(), skipping.len(), "{fps} fps: {all:?} {skipping:?}");
+        let shifts: Vec<f64> = all.iter().zip(&skipping).map(|(a, s)| s - a).collect();
+        let frame = 1.0 / fps as f64;
+        assert!(
+            shifts
+                .iter()
+                .all(|d| (-1e-6..=3.0 * frame + 1e-6).contains(d)),
+            "{fps} fps: a kept frame moved past the run of B-frames: {shifts:?}"
+        );
+        let moved = shifts.iter().any(|d| *d > 1e-6);
+        assert_eq!(moved, may_shift, "{fps} fps: {shifts:?}");
+    }
+}
