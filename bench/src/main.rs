@@ -11,10 +11,11 @@
 //!   turn decodes the file itself and runs, one after another, every model
 //!   with all cores. It prints the wall time.
 //!
-//! - `decode` weighs the decode lever of skipping unreferenced frames: each
-//!   file is decoded with and without it (in turns, the order alternating),
-//!   and it prints both CPU times, their ratio, and how far the kept frames'
-//!   times moved.
+//! - `decode` weighs the decode levers (threads, skipping unreferenced
+//!   frames): each file is decoded with each variant in
+//!   turn, a different one first each time, and it prints each variant's CPU
+//!   and wall time against one thread decoding every frame, and how far the
+//!   kept frames' times moved.
 //!
 //! Models are opened before the clock starts in both, as vxd's hosts are.
 
@@ -45,7 +46,7 @@ fn main() {
     let report = match mode.as_str() {
         "lower-bound" => lower_bound(&settings, &files, settings.host_threads),
         "old" => old_architecture(&settings, &files, cores),
-        "decode" => skipping_unreferenced(&settings, &files),
+        "decode" => decode_levers(&settings, &files),
         _ => fail(format!("unknown mode {mode}")),
     };
     let _ = std::fs::remove_dir_all(artefacts());
@@ -171,59 +172,65 @@ fn lower_bound(settings: &Settings, files: &[PathBuf], threads: usize) -> serde_
     })
 }
 
-fn skipping_unreferenced(settings: &Settings, files: &[PathBuf]) -> serde_json::Value {
+/// The decode levers, each against decoding every frame on one thread (what
+/// vxd did before they were pulled).
+fn decode_levers(settings: &Settings, files: &[PathBuf]) -> serde_json::Value {
     let plugins = open_plugins(settings, 1);
     let needs: Vec<Needs> = plugins.iter().map(|(_, p)| p.needs()).collect();
-    let skip = vx_decoder::options_for(settings, &needs);
-    let all = DecodeOptions {
-        skip_unreferenced: false,
-        ..skip.clone()
+    let shipped = vx_decoder::options_for(settings, &needs);
+    let variant = |threads, skip| DecodeOptions {
+        decoder_threads: threads,
+        skip_unreferenced: skip,
+        ..shipped.clone()
     };
-    let (mut cpu_all, mut cpu_skip, mut frames_all, mut frames_skip) = (0.0, 0.0, 0, 0);
-    let (mut max_shift_s, mut shifts, mut same_count) = (0.0f64, vec![], 0);
-    for (i, path) in files.iter().enumerate() {
-        let timed = |opts: &DecodeOptions| {
-            let before = cpu_s();
-            let times: Vec<f64> = vx_media::decode(path, opts)
-                .map(|d| {
-                    d.renditions
-                        .first()
-                        .map_or(vec![], |r| r.frames.iter().map(|f| f.pts_s).collect())
-                })
-                .unwrap_or_default();
-            (cpu_s() - before, times)
-        };
-        let ((a_cpu, a), (s_cpu, s)) = if i % 2 == 0 {
-            let a = timed(&all);
-            (a, timed(&skip))
-        } else {
-            let s = timed(&skip);
-            (timed(&all), s)
-        };
-        cpu_all += a_cpu;
-        cpu_skip += s_cpu;
-        frames_all += a.len();
-        frames_skip += s.len();
-        if a.len() == s.len() {
-            same_count += 1;
-            for (x, y) in a.iter().zip(&s) {
-                max_shift_s = max_shift_s.max((y - x).abs());
-                shifts.push((y - x).abs());
+    let variants = [
+        ("1 thread, all frames", variant(1, false)),
+        ("1 thread, skipping unreferenced (vxd)", variant(1, true)),
+        ("2 frame threads, all frames", variant(2, false)),
+        ("2 frame threads, skipping", variant(2, true)),
+    ];
+    let n = variants.len();
+    let (mut cpu, mut wall, mut kept) = (vec![0.0; n], vec![0.0; n], vec![0usize; n]);
+    let (mut max_shift_s, mut same_frames) = (vec![0.0f64; n], vec![0usize; n]);
+    for (f, path) in files.iter().enumerate() {
+        let mut times: Vec<Vec<f64>> = vec![vec![]; n];
+        // A different variant goes first for each file.
+        for k in 0..n {
+            let v = (f + k) % n;
+            let (before, started) = (cpu_s(), Instant::now());
+            times[v] = vx_media::decode(path, &variants[v].1).map_or(vec![], |d| {
+                d.renditions
+                    .first()
+                    .map_or(vec![], |r| r.frames.iter().map(|f| f.pts_s).collect())
+            });
+            cpu[v] += cpu_s() - before;
+            wall[v] += started.elapsed().as_secs_f64();
+        }
+        for v in 0..n {
+            kept[v] += times[v].len();
+            if times[v].len() == times[0].len() {
+                same_frames[v] += 1;
+                for (a, b) in times[0].iter().zip(&times[v]) {
+                    max_shift_s[v] = max_shift_s[v].max((b - a).abs());
+                }
             }
         }
     }
-    let mean_shift_s = shifts.iter().sum::<f64>() / shifts.len().max(1) as f64;
-    json!({
-        "files": files.len(),
-        "decode_cpu_s_all_frames": cpu_all,
-        "decode_cpu_s_skipping": cpu_skip,
-        "all_over_skipping": cpu_all / cpu_skip,
-        "frames_kept_all": frames_all,
-        "frames_kept_skipping": frames_skip,
-        "files_with_the_same_frame_count": same_count,
-        "max_shift_s": max_shift_s,
-        "mean_shift_s": mean_shift_s,
-    })
+    let rows: Vec<serde_json::Value> = (0..n)
+        .map(|v| {
+            json!({
+                "variant": variants[v].0,
+                "cpu_s": cpu[v],
+                "wall_s": wall[v],
+                "cpu_vs_first": cpu[0] / cpu[v],
+                "wall_vs_first": wall[0] / wall[v],
+                "frames_kept": kept[v],
+                "files_with_the_first_frame_count": same_frames[v],
+                "max_shift_s": max_shift_s[v],
+            })
+        })
+        .collect();
+    json!({"files": files.len(), "variants": rows})
 }
 
 fn old_architecture(settings: &Settings, files: &[PathBuf], cores: usize) -> serde_json::Value {
