@@ -8,7 +8,7 @@ use serde::Serialize;
 use vx_ctl_protocol::{FileReport, Hit, SearchMode, SearchReply, Status};
 use vx_search_flags::local_time;
 
-use crate::shell;
+use vx_shell as shell;
 
 /// Appends one line to a `String`.
 macro_rules! outln {
