@@ -244,10 +244,15 @@ impl Daemon {
         populate(&media);
         let socket = root.path().join("run/vxd.sock");
         let config = root.path().join("vxd.toml");
+        // Tests run side by side: no search page unless a test asks for one.
+        let page = match extra_toml.contains("page_port") {
+            true => "",
+            false => "page_port = 0\n",
+        };
         std::fs::write(
             &config,
             format!(
-                "watch = [{media:?}]\nstate_dir = {:?}\ncache_dir = {:?}\nsocket = {socket:?}\nsettle_ms = 300\n{extra_toml}\n",
+                "watch = [{media:?}]\nstate_dir = {:?}\ncache_dir = {:?}\nsocket = {socket:?}\nsettle_ms = 300\n{page}{extra_toml}\n",
                 root.path().join("state"),
                 root.path().join("cache"),
             ),

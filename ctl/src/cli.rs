@@ -48,6 +48,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the address of vxd's search page, with its token, and open it
+    /// in a browser where there is one.
+    ///
+    /// The page lists the matching moments with their thumbnails, plays a
+    /// video from the moment clicked, and shows what `status` shows. It is
+    /// served on 127.0.0.1 only (`page_port` in vxd's config); the token in
+    /// the address is the key, so do not share it.
+    Open {
+        /// Only print the address.
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Install vxd as a systemd user service (~/.config/systemd/user/vxd.service).
     InstallService {
         /// The vxd binary the service runs [default: the vxd beside this vxctl].

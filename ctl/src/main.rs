@@ -5,9 +5,10 @@
 //! fields are only ever added to, so scripts can rely on it.
 //!
 //! `cli` holds the command line, `render` what is printed (file names quoted
-//! by `vx-shell`), `service` the systemd unit; this file dispatches.
+//! by `vx-shell`), `service` the systemd unit, `open` the search page; this file dispatches.
 
 mod cli;
+mod open;
 mod render;
 mod service;
 
@@ -64,6 +65,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", render::file(&report));
             }
+        }
+        Command::Open { no_browser } => {
+            let status = connect()?.status()?;
+            open::open(&socket, &status, no_browser)?;
         }
         Command::Status { watch: true, .. } => {
             let mut client = connect()?;

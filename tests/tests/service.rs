@@ -131,7 +131,7 @@ fn vxd_daemon_detaches_and_a_second_vxd_on_the_same_state_dir_refuses() {
     std::fs::write(
         &config,
         format!(
-            "watch = [{media:?}]\nstate_dir = {:?}\ncache_dir = {:?}\nsocket = {socket:?}\n",
+            "watch = [{media:?}]\nstate_dir = {:?}\ncache_dir = {:?}\nsocket = {socket:?}\npage_port = 0\n",
             root.path().join("state"),
             root.path().join("cache")
         ),
