@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: locate the built binaries, generate real
 //! media with the ffmpeg CLI, and run `vxd` in a temp dir and `vxctl` against it.
 
+pub mod webdriver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
