@@ -282,6 +282,8 @@ fn search_click_play_and_status_in_a_real_browser() {
         (t - start).abs() < 1.0,
         "currentTime {t} s, the moment at {start} s"
     );
+    b.run("document.querySelector('#video').pause()", json!([]));
+    b.screenshot(&screenshot_dir(&d).join("page-player.png"));
     b.run("document.querySelector('#player-close').click()", json!([]));
 
     // --- MPEG-2: a note and the command, not a broken player ---

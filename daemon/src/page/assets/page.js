@@ -96,20 +96,21 @@ async function search() {
   $("#results").replaceChildren(...reply.files.map(fileCard));
 }
 
+// A file: what it is on the left, its moments beside it.
 function fileCard(f) {
   const card = el("article", "file kind-" + f.kind);
+  const info = el("div", "info");
   const head = el("div", "file-head");
   head.append(el("span", "kind", f.kind), el("h3", "name", f.name));
   const about = [date(f.time)];
   if (f.duration_s) about.push(duration(f.duration_s));
-  head.append(el("span", "about", about.join(" · ")));
-  card.append(head, el("div", "path", f.path));
+  info.append(head, el("div", "about", about.join(" · ")), el("div", "path", f.path));
+  if (f.unplayable) {
+    info.append(el("p", "unplayable", "Not playable here: " + f.unplayable + "."), el("code", "cmd", f.play));
+  }
   const moments = el("div", f.kind === "image" ? "moments photo" : "moments");
   f.moments.forEach((m) => moments.append(momentTile(f, m)));
-  card.append(moments);
-  if (f.unplayable) {
-    card.append(el("p", "unplayable", "Not playable in a browser (" + f.unplayable + "): " + f.play));
-  }
+  card.append(info, moments);
   return card;
 }
 
@@ -133,7 +134,8 @@ function momentTile(f, m) {
   const snip = el("p", "snippet");
   m.snippet.forEach((part, i) => snip.append(i % 2 ? el("mark", null, part) : document.createTextNode(part)));
   tile.append(snip);
-  const tags = m.labels.filter((l) => l !== "scene").slice(0, 4);
+  const said = m.snippet.join("");
+  const tags = m.labels.filter((l) => !said.includes(l)).slice(0, 4);
   if (m.speaker) tags.unshift(m.speaker);
   if (tags.length) tile.append(el("p", "labels", tags.join(" · ")));
   tile.addEventListener("click", () => openPlayer(f, m));
@@ -219,7 +221,7 @@ function renderStatus(s) {
     [p.last_error || "", "reason"],
   ])));
   $("#failed tbody").replaceChildren(...s.failed_files.map((x) => row([
-    [x.path, "path"], [x.plugin], [x.reason, "reason"],
+    [x.path, "file-path"], [x.plugin], [x.reason, "reason"],
   ])));
   $("#failed-none").hidden = s.failed_files.length > 0;
   $("#failed-count").textContent = f.failed ? "(" + f.failed + ")" : "";
@@ -247,7 +249,10 @@ $(onStatus ? "#nav-status" : "#nav-search").classList.add("here");
 if (onStatus) {
   pollStatus();
 } else {
-  fillForm(new URLSearchParams(location.search));
+  const asked = new URLSearchParams(location.search);
+  fillForm(asked);
+  // Filters stay folded away unless the address sets one.
+  $("#filters").open = [...asked.keys()].some((k) => k !== "q");
   form.addEventListener("input", scheduleSearch);
   form.addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(timer); search(); });
   search();
