@@ -67,7 +67,7 @@ pub fn ffmpeg(args: &[&str]) {
 pub fn make_video(path: &Path, secs: u32) {
     let half = (secs / 2).max(1).to_string();
     let rest = (secs - secs / 2).max(1).to_string();
-    ffmpeg(&[
+    let args: &[&str] = &[
         "-f",
         "lavfi",
         "-i",
@@ -86,17 +86,20 @@ pub fn make_video(path: &Path, secs: u32) {
         "[v]",
         "-map",
         "2:a",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        path.to_str().unwrap(),
-    ]);
+    ];
+    ffmpeg(&[args, FAST_H264, &["-c:a", "aac", path.to_str().unwrap()]].concat());
 }
+
+/// ffmpeg's output options for H.264 that every player (and browser) reads,
+/// encoded fast.
+pub const FAST_H264: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-pix_fmt",
+    "yuv420p",
+];
 
 pub fn make_audio(path: &Path, secs: u32) {
     ffmpeg(&[

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use vx_e2e::webdriver::{Browser, HEIGHT, WIDTH, free_port, http};
-use vx_e2e::{Daemon, VOC_PHOTOS, ffmpeg};
+use vx_e2e::{Daemon, FAST_H264, VOC_PHOTOS, ffmpeg};
 
 const SANS: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
@@ -26,7 +26,7 @@ fn make_commute(path: &Path) {
         "color=c=white:s=1280x720:d=4:r=25,\
          drawtext=fontfile={SANS}:text='The bus leaves at nine':fontsize=64:x=160:y=320:fontcolor=black"
     );
-    ffmpeg(&[
+    let inputs: &[&str] = &[
         "-f",
         "lavfi",
         "-i",
@@ -37,14 +37,8 @@ fn make_commute(path: &Path) {
         &slide,
         "-filter_complex",
         "[0]setsar=1,format=yuv420p[a];[1]setsar=1,format=yuv420p[b];[a][b]concat=n=2:v=1:a=0",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        path.to_str().unwrap(),
-    ]);
+    ];
+    ffmpeg(&[inputs, FAST_H264, &[path.to_str().unwrap()]].concat());
 }
 
 /// MPEG-2 in an MPEG program stream: what old camcorders and DVDs hold,
