@@ -9,14 +9,15 @@
 //! `VX_SCREENSHOT_DIR` when set (docs/ keeps the README's), else to the
 //! test's temp dir.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use vx_e2e::webdriver::{Browser, HEIGHT, WIDTH, free_port, http};
-use vx_e2e::{Daemon, FAST_H264, VOC_PHOTOS, ffmpeg};
+use vx_e2e::{Daemon, FAST_H264, VOC_PHOTOS, bin_dir, ffmpeg};
 
 const SANS: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
@@ -340,4 +341,83 @@ fn search_click_play_and_status_in_a_real_browser() {
     );
     let (w, h) = b.screenshot(&screenshot_dir(&d).join("page-status.png"));
     assert_eq!((w, h), (WIDTH, HEIGHT));
+}
+
+#[test]
+fn vxctl_open_prints_the_address_and_hands_it_to_the_browser() {
+    let port = free_port();
+    let d = Daemon::start_with(&format!("page_port = {port}"), &[], |_| {});
+    let url = std::fs::read_to_string(d.socket.with_file_name("page-url")).unwrap();
+    // A "browser" that notes the address it was given.
+    let opened = d.root.path().join("opened");
+    let browser = d.root.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf %s \"$1\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(bin_dir().join("vxctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("open")
+        .env("BROWSER", &browser)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), url);
+    let start = Instant::now();
+    while std::fs::read_to_string(&opened).unwrap_or_default() != url.trim() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no browser opened {url}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Without a display or $BROWSER it only prints, and says why.
+    let out = Command::new(bin_dir().join("vxctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("open")
+        .env_remove("BROWSER")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), url);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no browser here"));
+
+    // With the page off, vxctl says how to turn it on.
+    let off = Daemon::start(|_| {});
+    let out = off.vxctl(&["open"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("page_port = 0"), "{err}");
+}
+
+#[test]
+fn connections_are_bounded_and_idle_ones_let_go() {
+    let port = free_port();
+    let d = Daemon::start_with(&format!("page_port = {port}"), &[], |_| {});
+    let page = Page::of(&d, port);
+    // 32 connections that never send a request hold every slot...
+    let idle: Vec<TcpStream> = (0..32)
+        .map(|_| TcpStream::connect(page.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // ...so the next is told so at once, not queued behind them.
+    assert_eq!(page.get_with_token("/api/status"), 503);
+    drop(idle);
+    let start = Instant::now();
+    while page.get_with_token("/api/status") != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "slots never came back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // One slow client holds up nobody else.
+    let _slow = TcpStream::connect(page.addr).unwrap();
+    assert_eq!(page.get_with_token("/api/status"), 200);
 }
