@@ -186,9 +186,16 @@ fn moment(control: &Control, hit: &Hit) -> Moment {
                 .iter()
                 .min_by(|a, b| (a.0 - at).abs().total_cmp(&(b.0 - at).abs()))
         });
+    // The thumbnail's mtime in its URL: a file indexed again gets new
+    // pictures under the same names, and browsers keep thumbnails a day.
     let thumb = scene.and_then(|(_, _, t)| {
         let name = t.file_name()?.as_bytes();
-        Some(format!("/thumb/{}", percent_encode_path(name)))
+        let modified = t.metadata().and_then(|m| m.modified()).ok()?;
+        let v = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_millis();
+        Some(format!("/thumb/{}?v={v}", percent_encode_path(name)))
     });
     Moment {
         start_s: hit.start_s,
