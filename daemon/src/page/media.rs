@@ -75,7 +75,8 @@ pub fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// Codecs Chromium decodes by itself (FFmpeg's names).
+/// Codecs Chromium decodes by itself (FFmpeg's names; the index keeps the
+/// first video and audio stream's).
 const BROWSER_CODECS: &[&str] = &[
     "h264",
     "vp8",

@@ -154,7 +154,7 @@ function openPlayer(f, m) {
   video.hidden = photo.hidden = $("#player-note").hidden = true;
   video.pause();
   if (f.unplayable) {
-    $("#player-why").textContent = "Your browser cannot play this file: " + f.unplayable + ".";
+    $("#player-why").textContent = "This browser cannot open it: " + f.unplayable + ".";
     $("#player-cmd").textContent = m.play;
     $("#player-note").hidden = false;
   } else if (f.kind === "image") {
