@@ -119,12 +119,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// chromedriver, killed when dropped: also when the session never starts.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Headless Chromium at 1280×800 under its own chromedriver; both end
 /// with it.
 pub struct Browser {
-    driver: Child,
-    addr: SocketAddr,
     session: String,
+    addr: SocketAddr,
+    /// Dropped after the session is deleted (fields drop in order).
+    _driver: Driver,
     _profile: tempfile::TempDir,
 }
 
@@ -141,13 +152,15 @@ impl Browser {
         }
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let driver = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        let driver = Driver(
+            Command::new("/usr/bin/chromedriver")
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+        );
         let start = Instant::now();
         while TcpStream::connect(addr).is_err() {
             assert!(
@@ -176,9 +189,9 @@ impl Browser {
             .unwrap_or_else(|| panic!("no browser session: {v}"))
             .to_owned();
         let b = Browser {
-            driver,
-            addr,
             session,
+            addr,
+            _driver: driver,
             _profile: profile,
         };
         // The page itself, not the window around it, is 1280×800.
@@ -303,8 +316,7 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let target = format!("/session/{}", self.session);
+        // chromedriver closes Chromium with the session.
         let _ = std::panic::catch_unwind(|| http(self.addr, "DELETE", &target, &[], None));
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
