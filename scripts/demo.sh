@@ -61,3 +61,4 @@ echo
 echo "vxd is stopped on exit. To keep it running on the demo folder:"
 echo "  $BIN/vxd --config $DEMO/vxd.toml &"
 echo "  $BIN/vxctl --socket $DEMO/run/vxd.sock search h264"
+echo "  $BIN/vxctl --socket $DEMO/run/vxd.sock open      # the search page in a browser"

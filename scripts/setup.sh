@@ -18,6 +18,8 @@ APT_PACKAGES=(
   # and real drum samples (music that is not speech).
   labelme-examples tesseract-ocr tesseract-ocr-eng libtesseract-dev fonts-dejavu-core
   python-kivy-examples
+  # The search page's browser tests: headless Chromium over WebDriver.
+  chromium chromium-driver
 )
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: locate the built binaries, generate real
 //! media with the ffmpeg CLI, and run `vxd` in a temp dir and `vxctl` against it.
 
+pub mod webdriver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -65,7 +67,7 @@ pub fn ffmpeg(args: &[&str]) {
 pub fn make_video(path: &Path, secs: u32) {
     let half = (secs / 2).max(1).to_string();
     let rest = (secs - secs / 2).max(1).to_string();
-    ffmpeg(&[
+    let args: &[&str] = &[
         "-f",
         "lavfi",
         "-i",
@@ -84,17 +86,20 @@ pub fn make_video(path: &Path, secs: u32) {
         "[v]",
         "-map",
         "2:a",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        path.to_str().unwrap(),
-    ]);
+    ];
+    ffmpeg(&[args, FAST_H264, &["-c:a", "aac", path.to_str().unwrap()]].concat());
 }
+
+/// ffmpeg's output options for H.264 that every player (and browser) reads,
+/// encoded fast.
+pub const FAST_H264: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-pix_fmt",
+    "yuv420p",
+];
 
 pub fn make_audio(path: &Path, secs: u32) {
     ffmpeg(&[
@@ -244,10 +249,15 @@ impl Daemon {
         populate(&media);
         let socket = root.path().join("run/vxd.sock");
         let config = root.path().join("vxd.toml");
+        // Tests run side by side: no search page unless a test asks for one.
+        let page = match extra_toml.contains("page_port") {
+            true => "",
+            false => "page_port = 0\n",
+        };
         std::fs::write(
             &config,
             format!(
-                "watch = [{media:?}]\nstate_dir = {:?}\ncache_dir = {:?}\nsocket = {socket:?}\nsettle_ms = 300\n{extra_toml}\n",
+                "watch = [{media:?}]\nstate_dir = {:?}\ncache_dir = {:?}\nsocket = {socket:?}\nsettle_ms = 300\n{page}{extra_toml}\n",
                 root.path().join("state"),
                 root.path().join("cache"),
             ),

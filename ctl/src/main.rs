@@ -4,13 +4,13 @@
 //! never opens the index itself. Every command has a `--json` form whose
 //! fields are only ever added to, so scripts can rely on it.
 //!
-//! `cli` holds the command line, `render` what is printed, `shell` the
-//! quoting of file names, `service` the systemd unit; this file dispatches.
+//! `cli` holds the command line, `render` what is printed (file names quoted
+//! by `vx-shell`), `service` the systemd unit, `open` the search page; this file dispatches.
 
 mod cli;
+mod open;
 mod render;
 mod service;
-mod shell;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -20,6 +20,7 @@ use anyhow::anyhow;
 use clap::Parser;
 use vx_ctl_client::Client;
 use vx_ctl_protocol::{RetryRequest, SearchRequest};
+use vx_shell as shell;
 
 use cli::{Args, Command, SearchArgs};
 
@@ -64,6 +65,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", render::file(&report));
             }
+        }
+        Command::Open { no_browser } => {
+            let status = connect()?.status()?;
+            open::open(&socket, &status, no_browser)?;
         }
         Command::Status { watch: true, .. } => {
             let mut client = connect()?;

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use vx_ctl_protocol::{FileReport, Hit, SearchMode, SearchReply, Status};
+use vx_search_flags::local_time;
 
-use crate::shell;
+use vx_shell as shell;
 
 /// Appends one line to a `String`.
 macro_rules! outln {
@@ -543,19 +544,6 @@ fn timestamp(s: f64) -> String {
     } else {
         format!("{m}:{sec:02}.{t}")
     }
-}
-
-/// Seconds since the epoch as a local "2024-06-01 14:03".
-pub fn local_time(t: i64) -> String {
-    let tm = crate::cli::local_tm(t);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min
-    )
 }
 
 #[cfg(test)]

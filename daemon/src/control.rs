@@ -39,7 +39,7 @@ pub struct Control {
 }
 
 impl Control {
-    fn status(&self) -> vx_ctl_protocol::Status {
+    pub fn status(&self) -> vx_ctl_protocol::Status {
         let bytes = std::fs::read_dir(&self.index_dir)
             .map(|d| {
                 d.flatten()
@@ -53,7 +53,7 @@ impl Control {
 
     /// Ranks by words, meaning or both. When the query cannot be embedded,
     /// words alone answer and the reply says why.
-    fn search(&self, req: &SearchRequest) -> Reply {
+    pub fn search(&self, req: &SearchRequest) -> Reply {
         let mut mode = req.mode;
         let mut warnings = vec![];
         let mut vector = None;

@@ -11,6 +11,7 @@ mod control;
 mod decode;
 mod embed;
 mod host;
+mod page;
 mod pipeline;
 mod pool;
 mod sd;
@@ -169,7 +170,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         index_dir: settings.state_dir.join("index"),
         embedder,
     });
-    control::serve(&settings.socket, control)?;
+    control::serve(&settings.socket, control.clone())?;
+    let page_file = match settings.page_port {
+        0 => None,
+        port => match page::serve(control, port, &socket_dir, settings.artefact_dir()) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                // Searching from vxctl still works: say so, and go on.
+                tracing::warn!("no search page: {e:#}");
+                state.lock().warn(format!("no search page: {e:#}"));
+                None
+            }
+        },
+    };
 
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(settings.jobs);
     for (worker, pipeline) in pipelines.into_iter().enumerate() {
@@ -247,6 +260,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_file(&settings.socket);
+    if let Some(f) = page_file {
+        let _ = std::fs::remove_file(f);
+    }
     Ok(())
 }
 

@@ -34,6 +34,8 @@ pub const DEFAULT_PLUGINS: &[&str] = &[
     "speech",
     "text-embed",
 ];
+/// Where the search page listens, on 127.0.0.1 only.
+pub const DEFAULT_PAGE_PORT: u16 = 7407;
 /// The plugin that embeds text for search by meaning. It is sent the words
 /// of indexed segments and of queries, never files.
 pub const TEXT_EMBED: &str = "text-embed";
@@ -98,6 +100,8 @@ pub struct Settings {
     pub host_start_timeout_s: f64,
     pub deadline_base_s: f64,
     pub deadline_per_media_s: f64,
+    /// The search page's port on 127.0.0.1; 0: no page.
+    pub page_port: u16,
 }
 
 impl Default for Settings {
@@ -131,6 +135,7 @@ impl Default for Settings {
             host_start_timeout_s: 20.0,
             deadline_base_s: 30.0,
             deadline_per_media_s: 2.0,
+            page_port: DEFAULT_PAGE_PORT,
         }
     }
 }

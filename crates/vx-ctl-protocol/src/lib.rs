@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 /// Bumped on any incompatible change to the messages below.
 pub const PROTOCOL_VERSION: u32 = 5;
 
+/// The file beside the control socket (in vxd's 0700 runtime folder) that
+/// holds the search page's address with its token, while vxd serves it:
+/// `http://127.0.0.1:PORT/?token=…`. Readable by vxd's user only (0600).
+pub const PAGE_URL_FILE: &str = "page-url";
+
 /// Frozen: never add, remove or reorder fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientHello {

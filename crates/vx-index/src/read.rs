@@ -110,6 +110,27 @@ impl MediaIndex {
         }))
     }
 
+    /// The scenes of `path` that have a thumbnail, by start: (start, end,
+    /// thumbnail). A still image is one scene.
+    pub fn thumbnails(&self, path: &Path) -> Result<Vec<(f64, f64, PathBuf)>, IndexError> {
+        let secs = |d: &TantivyDocument, field| d.get_first(field).and_then(|v| v.as_f64());
+        let mut scenes: Vec<_> = self
+            .all_docs(&self.file_query(path))?
+            .iter()
+            .filter_map(|d| {
+                let thumb = d.get_first(self.f.thumbnail)?.as_str()?;
+                let start = secs(d, self.f.start_s).unwrap_or(0.0);
+                Some((
+                    start,
+                    secs(d, self.f.end_s).unwrap_or(start),
+                    PathBuf::from(thumb),
+                ))
+            })
+            .collect();
+        scenes.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(scenes)
+    }
+
     /// Every path with a committed file document.
     pub fn paths(&self) -> Result<Vec<PathBuf>, IndexError> {
         let q = TermQuery::new(
