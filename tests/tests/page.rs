@@ -339,6 +339,15 @@ fn search_click_play_and_status_in_a_real_browser() {
         )),
         "{done}"
     );
+    let budget = b.run(
+        "return document.querySelector('#budget').textContent",
+        json!([]),
+    );
+    let cores = &status["budget"]["cores"];
+    assert!(
+        budget.as_str().unwrap().starts_with(&format!("Budget: {cores} cores")),
+        "{budget}"
+    );
     let (w, h) = b.screenshot(&screenshot_dir(&d).join("page-status.png"));
     assert_eq!((w, h), (WIDTH, HEIGHT));
 }

@@ -195,6 +195,11 @@ function row(cells) {
   return tr;
 }
 
+/** MiB as vxctl shows them: decimal GB. */
+function gb(mib) {
+  return ((mib * 1048576) / 1e9).toFixed(1) + " GB";
+}
+
 function renderStatus(s) {
   const f = s.files;
   const done = Math.min(f.done, f.seen);
@@ -209,6 +214,11 @@ function renderStatus(s) {
   if (s.eta_s && !s.idle) detail.push("about " + duration(s.eta_s) + " left");
   if (s.embed_backlog) detail.push(s.embed_backlog + " moments wait for their meaning vector");
   $("#progress-detail").textContent = detail.join(" · ");
+  const b = s.budget;
+  $("#budget").textContent = "Budget: " + b.cores + " cores · hosts and decoders " +
+    gb(b.planned_mb) + " of " + gb(b.memory_mb) + " at peak · hosts: " +
+    b.hosts.map(([p, n]) => p + " " + n).join(", ") +
+    (b.index_hours ? " · indexes " + b.index_hours : "");
   $("#current").replaceChildren(...s.current.map((c) =>
     el("li", null, (c.plugin ? c.plugin + ": " : "decoding: ") + c.path)));
   $("#warnings").replaceChildren(...s.warnings.map((w) => el("li", null, w)));
