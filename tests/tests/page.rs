@@ -345,7 +345,10 @@ fn search_click_play_and_status_in_a_real_browser() {
     );
     let cores = &status["budget"]["cores"];
     assert!(
-        budget.as_str().unwrap().starts_with(&format!("Budget: {cores} cores")),
+        budget
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Budget: {cores} cores")),
         "{budget}"
     );
     let (w, h) = b.screenshot(&screenshot_dir(&d).join("page-status.png"));
