@@ -17,7 +17,11 @@
 //!   and wall time against one thread decoding every frame, and how far the
 //!   kept frames' times moved.
 //!
+//! - `jpeg` and `fft` check two claims of the plan vx grew from ([`claims`]).
+//!
 //! Models are opened before the clock starts in both, as vxd's hosts are.
+
+mod claims;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,7 +36,7 @@ use vx_shm::SegmentView;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, mode, list, config] = &args[..] else {
-        eprintln!("usage: vx-bench lower-bound|old|decode FILE_LIST VXD_CONFIG");
+        eprintln!("usage: vx-bench lower-bound|old|decode|jpeg|fft FILE_LIST VXD_CONFIG");
         std::process::exit(2);
     };
     let settings = Settings::load(Some(Path::new(config))).unwrap_or_else(|e| fail(e));
@@ -47,10 +51,21 @@ fn main() {
         "lower-bound" => lower_bound(&settings, &files, settings.host_threads),
         "old" => old_architecture(&settings, &files, cores),
         "decode" => decode_levers(&settings, &files),
+        "jpeg" => claims::jpeg(&files, &vxd_options(&settings), 5),
+        "fft" => claims::fft(&files, 5),
         _ => fail(format!("unknown mode {mode}")),
     };
     let _ = std::fs::remove_dir_all(artefacts());
     println!("{report}");
+}
+
+/// The decode options vxd uses with every configured plugin.
+fn vxd_options(settings: &Settings) -> DecodeOptions {
+    let needs: Vec<Needs> = open_plugins(settings, 1)
+        .iter()
+        .map(|(_, p)| p.needs())
+        .collect();
+    vx_decoder::options_for(settings, &needs)
 }
 
 fn fail(e: impl std::fmt::Display) -> ! {
@@ -175,9 +190,7 @@ fn lower_bound(settings: &Settings, files: &[PathBuf], threads: usize) -> serde_
 /// The decode levers, each against decoding every frame on one thread (what
 /// vxd did before they were pulled).
 fn decode_levers(settings: &Settings, files: &[PathBuf]) -> serde_json::Value {
-    let plugins = open_plugins(settings, 1);
-    let needs: Vec<Needs> = plugins.iter().map(|(_, p)| p.needs()).collect();
-    let shipped = vx_decoder::options_for(settings, &needs);
+    let shipped = vxd_options(settings);
     let variant = |threads, skip| DecodeOptions {
         decoder_threads: threads,
         skip_unreferenced: skip,

@@ -31,6 +31,8 @@
 //! [`pack`] copies that into one sealed [`vx_shm::Segment`] and returns the
 //! frame and audio references that jobs carry to the model hosts.
 
+mod jpeg;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
@@ -221,6 +223,11 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Decoded, MediaError> 
     if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
         return Err(MediaError::Empty);
     }
+    if kind_from_extension(path) == Some(MediaKind::Image)
+        && let Some(decoded) = jpeg::decode(path, opts)
+    {
+        return decoded;
+    }
     let mut input = ff::format::input(path).map_err(MediaError::Open)?;
     let mut out = Decoded::default();
     out.info.container = input.format().name().to_owned();
@@ -409,22 +416,7 @@ impl VideoSampler {
         let time_base = f64::from(tb.numerator()) / f64::from(tb.denominator().max(1));
         // Sides that fit this source to the same size share a rendition; the
         // smallest comes first, as it is the cheapest to compare.
-        let (w, h) = (decoder.width().max(1), decoder.height().max(1));
-        let mut sides = opts.frame_sides.clone();
-        sides.sort_unstable();
-        sides.dedup();
-        let mut renditions: Vec<Rendition> = vec![];
-        for side in sides {
-            match renditions.last_mut() {
-                Some(r) if fit(w, h, r.sides[0], r.sides[0]) == fit(w, h, side, side) => {
-                    r.sides.push(side)
-                }
-                _ => renditions.push(Rendition {
-                    sides: vec![side],
-                    frames: vec![],
-                }),
-            }
-        }
+        let renditions = renditions_for(decoder.width(), decoder.height(), &opts.frame_sides);
         Self {
             decoder,
             time_base,
@@ -505,20 +497,47 @@ impl VideoSampler {
         scaler
             .run(&self.decoded, &mut rgb)
             .map_err(MediaError::Decode)?;
-        let stride = rgb.stride(0);
-        let row = w as usize * 3;
-        let data = rgb.data(0);
-        let mut packed = Vec::with_capacity(row * h as usize);
-        for y in 0..h as usize {
-            packed.extend_from_slice(&data[y * stride..y * stride + row]);
-        }
         Ok(RgbFrame {
             pts_s,
             width: w,
             height: h,
-            rgb: packed,
+            rgb: packed_rgb(&rgb, w, h),
         })
     }
+}
+
+/// One empty rendition per distinct size that `sides` fit a `w × h` source
+/// to, smallest first (the cheapest to compare), each listing its sides.
+fn renditions_for(w: u32, h: u32, sides: &[u32]) -> Vec<Rendition> {
+    let (w, h) = (w.max(1), h.max(1));
+    let mut sides = sides.to_vec();
+    sides.sort_unstable();
+    sides.dedup();
+    let mut renditions: Vec<Rendition> = vec![];
+    for side in sides {
+        match renditions.last_mut() {
+            Some(r) if fit(w, h, r.sides[0], r.sides[0]) == fit(w, h, side, side) => {
+                r.sides.push(side)
+            }
+            _ => renditions.push(Rendition {
+                sides: vec![side],
+                frames: vec![],
+            }),
+        }
+    }
+    renditions
+}
+
+/// The `w × h` RGB24 picture in `frame`, rows packed without padding.
+fn packed_rgb(frame: &frame::Video, w: u32, h: u32) -> Vec<u8> {
+    let stride = frame.stride(0);
+    let row = w as usize * 3;
+    let data = frame.data(0);
+    let mut packed = Vec::with_capacity(row * h as usize);
+    for y in 0..h as usize {
+        packed.extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    packed
 }
 
 /// Mean luma of each cell of a [`GRID`] over the frame.

@@ -278,3 +278,68 @@ fn unreferenced_frames_are_skipped_only_when_sampling_is_sparse() {
         assert_eq!(moved, may_shift, "{fps} fps: {shifts:?}");
     }
 }
+
+/// JPEGs go through mozjpeg, scaled by libjpeg while decoding: the same
+/// metadata and rendition sizes as FFmpeg's path (which a JPEG under a name
+/// vx does not take for a picture still goes through), and nearly the same
+/// pixels.
+#[test]
+fn jpeg_through_mozjpeg_matches_ffmpeg() {
+    let dir = tempfile::tempdir().unwrap();
+    let jpg = dir.path().join("photo.jpg");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1000x750",
+        "-frames:v",
+        "1",
+        "-q:v",
+        "2",
+        jpg.to_str().unwrap(),
+    ]);
+    let through_ffmpeg = dir.path().join("photo.bin");
+    std::fs::copy(&jpg, &through_ffmpeg).unwrap();
+    let opts = DecodeOptions {
+        frame_sides: vec![320, 640, 4096],
+        ..DecodeOptions::default()
+    };
+    let ours = decode(&jpg, &opts).unwrap();
+    let reference = decode(&through_ffmpeg, &opts).unwrap();
+    assert_eq!(ours.kind(), MediaKind::Image);
+    assert_eq!(ours.info.container, "image2");
+    assert_eq!(ours.info.video_codec.as_deref(), Some("mjpeg"));
+    assert_eq!((ours.info.width, ours.info.height), (Some(1000), Some(750)));
+    assert_eq!(ours.info.duration_s, None);
+    for side in [320, 640, 4096] {
+        let (a, b) = (&ours.frames_for(side)[0], &reference.frames_for(side)[0]);
+        assert_eq!((a.width, a.height), (b.width, b.height), "side {side}");
+        let diff: u64 = a
+            .rgb
+            .iter()
+            .zip(&b.rgb)
+            .map(|(x, y)| u64::from(x.abs_diff(*y)))
+            .sum();
+        let mean = diff as f64 / a.rgb.len() as f64;
+        assert!(mean < 3.0, "side {side}: mean difference {mean:.2} of 255");
+        if side == 640 {
+            // libjpeg scaled this one by 6/8 while decoding, then fitted it:
+            // not FFmpeg's pixels, so mozjpeg made it.
+            assert!(mean > 0.0, "side {side}: FFmpeg's own pixels");
+        }
+    }
+    // The pixel cap is checked from the header, before decoding.
+    let capped = DecodeOptions {
+        max_pixels: 1000 * 750 - 1,
+        ..opts
+    };
+    assert!(matches!(
+        decode(&jpg, &capped),
+        Err(vx_media::MediaError::TooManyPixels { .. })
+    ));
+    // A JPEG cut short is not a panic.
+    let bytes = std::fs::read(&jpg).unwrap();
+    let cut = dir.path().join("cut.jpg");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let _ = decode(&cut, &DecodeOptions::default());
+}
