@@ -17,8 +17,11 @@ Reports (JSON in target/bench/result.json, and a Markdown table):
   footprint     stripped binary sizes, and (with --build-time) a clean release
                 build of the workspace.
 
-Usage: bench/run.py [--build-time] [--write]   (after scripts/setup.sh)
+Usage: bench/run.py [--build-time] [--write] [--bulk-only] [--config=LINES]
+(after scripts/setup.sh)
 --write puts the table, the date, the machine and the commit in BENCHMARKS.md.
+--config=LINES adds lines to vxd's config (e.g. --config='host_threads = 2'),
+and --bulk-only stops after the bulk figures: together, a lever's run.
 """
 import json
 import os
@@ -80,7 +83,7 @@ def children(pid, name):
 class Daemon:
     """vxd on a fresh state dir, with the installed models."""
 
-    def __init__(self, work):
+    def __init__(self, work, extra_config=""):
         self.work = work
         self.watch = work / "watch"
         self.watch.mkdir(parents=True)
@@ -92,7 +95,7 @@ class Daemon:
         self.config = work / "vxd.toml"
         self.config.write_text(
             f'watch = ["{self.watch}"]\nstate_dir = "{work / "state"}"\n'
-            f'cache_dir = "{cache}"\nsocket = "{self.socket}"\n'
+            f'cache_dir = "{cache}"\nsocket = "{self.socket}"\n{extra_config}\n'
         )
         self.log = open(work / "vxd.log", "w")
         self.proc = subprocess.Popen([BIN / "vxd", "--config", self.config], stdout=self.log, stderr=self.log)
@@ -222,6 +225,8 @@ def table(r):
 
 def main():
     build_time = "--build-time" in sys.argv
+    bulk_only = "--bulk-only" in sys.argv
+    extra = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), "")
     OUT.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "--workspace", "--locked"], cwd=ROOT, check=True)
     corpus = OUT / "corpus"
@@ -231,7 +236,7 @@ def main():
     cores = len(os.sched_getaffinity(0))  # cpu_share is 1 in the bench config
     result = {"files": len(files), "media_s": media_s, "cores": cores}
     with tempfile.TemporaryDirectory() as t:
-        d = Daemon(Path(t))
+        d = Daemon(Path(t), extra.replace("\\n", "\n"))
         try:
             result["idle_rss_mb"] = {"fresh": proc_kb(d.proc.pid, "VmRSS:") / 1024}
             wall, status = bulk(d, corpus, files)
@@ -239,6 +244,9 @@ def main():
                               "files_per_s": len(files) / wall, "media_s_per_s": media_s / wall,
                               "failed": status["files"]["failed"]}
             result["memory"] = d.memory()
+            if bulk_only:
+                print(json.dumps({"config": extra, **result}, indent=2))
+                return
             first, full, firsts, fulls = first_result(d, 3)
             result["first"] = {"first_s": first, "full_s": full, "all_first_s": firsts, "all_full_s": fulls}
             time.sleep(2)

@@ -62,15 +62,17 @@ impl Batch {
             // The index keeps the change and makes it again at the commit.
             tracing::warn!("index write failed: {e}");
         }
-        let full = {
-            let mut files = self.files();
-            files.push((record.clone(), Instant::now()));
-            files.len() >= self.settings.commit_batch
-        };
+        // Counted before it joins the batch, so that the commit that takes
+        // it always finds it counted.
         let nothing_waits = {
             let mut s = self.state.lock();
             s.uncommitted += 1;
             s.queue.is_empty() && s.settling == 0
+        };
+        let full = {
+            let mut files = self.files();
+            files.push((record.clone(), Instant::now()));
+            files.len() >= self.settings.commit_batch
         };
         if full || nothing_waits {
             self.commit();
