@@ -17,11 +17,8 @@
 //!   and wall time against one thread decoding every frame, and how far the
 //!   kept frames' times moved.
 //!
-//! - `jpeg` and `fft` check two claims of the plan vx grew from ([`claims`]).
 //!
 //! Models are opened before the clock starts in both, as vxd's hosts are.
-
-mod claims;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -36,7 +33,7 @@ use vx_shm::SegmentView;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, mode, list, config] = &args[..] else {
-        eprintln!("usage: vx-bench lower-bound|old|decode|jpeg|fft FILE_LIST VXD_CONFIG");
+        eprintln!("usage: vx-bench lower-bound|old|decode FILE_LIST VXD_CONFIG");
         std::process::exit(2);
     };
     let settings = Settings::load(Some(Path::new(config))).unwrap_or_else(|e| fail(e));
@@ -51,8 +48,6 @@ fn main() {
         "lower-bound" => lower_bound(&settings, &files, settings.host_threads),
         "old" => old_architecture(&settings, &files, cores),
         "decode" => decode_levers(&settings, &files),
-        "jpeg" => claims::jpeg(&files, &vxd_options(&settings), 5),
-        "fft" => claims::fft(&files, 5),
         _ => fail(format!("unknown mode {mode}")),
     };
     let _ = std::fs::remove_dir_all(artefacts());

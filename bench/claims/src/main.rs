@@ -1,4 +1,5 @@
-//! Two claims of the plan vx grew from, measured in our setting:
+//! `vx-claims jpeg|fft FILE_LIST`: two claims of the plan vx grew from,
+//! measured in our setting:
 //! - [`jpeg`]: JPEG decoding by FFmpeg, mozjpeg and the `image` crate
 //!   (zune-jpeg), each to RGB; and what vx-media now does for vxd (mozjpeg,
 //!   scaling while it decodes) against FFmpeg at the same sizes;
@@ -17,7 +18,51 @@ use serde_json::json;
 use vx_media::DecodeOptions;
 use vx_plugin_speech::mel::{HOP, LogMel, MelConfig, N_FFT, frame_count};
 
-use crate::cpu_s;
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, mode, list] = &args[..] else {
+        eprintln!("usage: vx-claims jpeg|fft FILE_LIST");
+        std::process::exit(2);
+    };
+    let files: Vec<PathBuf> = std::fs::read_to_string(list)
+        .unwrap_or_else(|e| fail(e))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    let report = match mode.as_str() {
+        "jpeg" => jpeg(&files, &vxd_sizes(), 5),
+        "fft" => fft(&files, 5),
+        _ => fail(format!("unknown mode {mode}")),
+    };
+    println!("{report}");
+}
+
+/// What vxd asks for with the default plugins: keyframes, objects and faces
+/// at 640 px, OCR at 1280.
+fn vxd_sizes() -> DecodeOptions {
+    DecodeOptions {
+        frame_sides: vec![640, 1280],
+        ..DecodeOptions::default()
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ! {
+    eprintln!("vx-claims: {e}");
+    std::process::exit(1);
+}
+
+/// CPU seconds this process has used, all threads.
+fn cpu_s() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
 
 /// Runs `variants` on each of `inputs` in rotating order; CPU seconds each.
 fn take_turns<T>(inputs: &[T], variants: &mut [&mut dyn FnMut(&T)]) -> Vec<f64> {
@@ -39,9 +84,9 @@ fn take_turns<T>(inputs: &[T], variants: &mut [&mut dyn FnMut(&T)]) -> Vec<f64> 
 /// asks for (`opts`) by FFmpeg and by vx-media (mozjpeg, scaling while it
 /// decodes). FFmpeg's path is vx-media's on a copy named `.bin`, which vx
 /// does not take for a picture.
-pub fn jpeg(files: &[PathBuf], opts: &DecodeOptions, rounds: usize) -> serde_json::Value {
+fn jpeg(files: &[PathBuf], opts: &DecodeOptions, rounds: usize) -> serde_json::Value {
     let work = std::env::temp_dir().join(format!("vx-bench-jpeg-{}", std::process::id()));
-    std::fs::create_dir_all(&work).unwrap_or_else(|e| crate::fail(e));
+    std::fs::create_dir_all(&work).unwrap_or_else(|e| fail(e));
     // (as a picture, as something else, its bytes)
     let jpegs: Vec<(PathBuf, PathBuf, Vec<u8>)> = files
         .iter()
@@ -49,8 +94,8 @@ pub fn jpeg(files: &[PathBuf], opts: &DecodeOptions, rounds: usize) -> serde_jso
         .enumerate()
         .map(|(i, p)| {
             let bin = work.join(format!("{i}.bin"));
-            std::fs::copy(p, &bin).unwrap_or_else(|e| crate::fail(e));
-            let bytes = std::fs::read(p).unwrap_or_else(|e| crate::fail(e));
+            std::fs::copy(p, &bin).unwrap_or_else(|e| fail(e));
+            let bytes = std::fs::read(p).unwrap_or_else(|e| fail(e));
             (p.clone(), bin, bytes)
         })
         .collect();
@@ -62,7 +107,7 @@ pub fn jpeg(files: &[PathBuf], opts: &DecodeOptions, rounds: usize) -> serde_jso
         ..DecodeOptions::default()
     };
     let vx_media = |path: &Path, opts: &DecodeOptions| {
-        vx_media::decode(path, opts).unwrap_or_else(|e| crate::fail(e));
+        vx_media::decode(path, opts).unwrap_or_else(|e| fail(e));
     };
     let mut ffmpeg_full = |(_, bin, _): &&(PathBuf, PathBuf, Vec<u8>)| vx_media(bin, &full_size);
     let mut mozjpeg_full = |(_, _, bytes): &&(PathBuf, PathBuf, Vec<u8>)| {
@@ -72,11 +117,11 @@ pub fn jpeg(files: &[PathBuf], opts: &DecodeOptions, rounds: usize) -> serde_jso
             let _: Vec<[u8; 3]> = started.read_scanlines().expect("scanlines");
             let _ = started.finish();
         })
-        .unwrap_or_else(|_| crate::fail("mozjpeg could not decode a photo"));
+        .unwrap_or_else(|_| fail("mozjpeg could not decode a photo"));
     };
     let mut image_full = |(_, _, bytes): &&(PathBuf, PathBuf, Vec<u8>)| {
         let d = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
-            .unwrap_or_else(|e| crate::fail(e));
+            .unwrap_or_else(|e| fail(e));
         let _ = d.to_rgb8();
     };
     let mut ffmpeg_sized = |(_, bin, _): &&(PathBuf, PathBuf, Vec<u8>)| vx_media(bin, opts);
@@ -104,7 +149,7 @@ pub fn jpeg(files: &[PathBuf], opts: &DecodeOptions, rounds: usize) -> serde_jso
 
 /// The mel front end's FFTs over the 16 kHz audio of `files`, `rounds` times,
 /// by FFTW and by rustfft; also the whole front end's time, for the FFT's share.
-pub fn fft(files: &[PathBuf], rounds: usize) -> serde_json::Value {
+fn fft(files: &[PathBuf], rounds: usize) -> serde_json::Value {
     let audio_only = DecodeOptions {
         frame_sides: vec![],
         ..DecodeOptions::default()
@@ -119,7 +164,7 @@ pub fn fft(files: &[PathBuf], rounds: usize) -> serde_json::Value {
     let mut frame = AlignedVec::<f64>::new(N_FFT);
     let mut spectrum = AlignedVec::<c64>::new(N_FFT / 2 + 1);
     let mut plan = R2CPlan64::new(&[N_FFT], &mut frame, &mut spectrum, Flag::MEASURE)
-        .unwrap_or_else(|e| crate::fail(e));
+        .unwrap_or_else(|e| fail(e));
     let (mut sum_fftw, mut sum_rustfft) = (0.0, 0.0);
     let mut fftw = |a: &&Vec<f32>| {
         for t in 0..frame_count(a.len()) {
@@ -127,7 +172,7 @@ pub fn fft(files: &[PathBuf], rounds: usize) -> serde_json::Value {
                 *x = f64::from(*s);
             }
             plan.r2c(&mut frame, &mut spectrum)
-                .unwrap_or_else(|e| crate::fail(e));
+                .unwrap_or_else(|e| fail(e));
             sum_fftw += spectrum.iter().map(|c| c.norm_sqr()).sum::<f64>();
         }
     };
@@ -140,13 +185,13 @@ pub fn fft(files: &[PathBuf], rounds: usize) -> serde_json::Value {
                 *x = f64::from(*s);
             }
             real.process_with_scratch(&mut input, &mut output, &mut scratch)
-                .unwrap_or_else(|e| crate::fail(e));
+                .unwrap_or_else(|e| fail(e));
             sum_rustfft += output.iter().map(|c| c.norm_sqr()).sum::<f64>();
         }
     };
-    let mut mel = LogMel::new(MelConfig::default()).unwrap_or_else(|e| crate::fail(e));
+    let mut mel = LogMel::new(MelConfig::default()).unwrap_or_else(|e| fail(e));
     let mut front_end = |a: &&Vec<f32>| {
-        mel.compute(a).unwrap_or_else(|e| crate::fail(e));
+        mel.compute(a).unwrap_or_else(|e| fail(e));
     };
     let cpu = take_turns(&inputs, &mut [&mut fftw, &mut rustfft, &mut front_end]);
     json!({
