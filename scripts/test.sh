@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# Conversion tests also cover whisper-base, which is not a default model.
+# Conversion tests also cover whisper-base and the quantised whisper-tiny.en
+# variants, which are not default models.
 VX_CACHE="${VX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vx}"
-VX_CACHE_DIR="$VX_CACHE" "$VX_CACHE/venv/bin/python" models/vxmodels.py fetch whisper-base
+VX_CACHE_DIR="$VX_CACHE" "$VX_CACHE/venv/bin/python" models/vxmodels.py fetch whisper-base whisper-tiny.en-q8_0 whisper-tiny.en-q5_0
 # The fault injectors are compiled in for tests: the misbehave plugin into
 # the host, and a panic on request into vxd's pipeline.
 FEATURES=(--features vx-plugin-host/misbehave,vxd/fault-injection)

@@ -6,6 +6,11 @@ the original OpenAI tensor names, the model's hyper-parameters, its own copy of
 the mel filter bank and the GPT-2 byte-level vocabulary, then each tensor with
 its dims reversed. Matrices are written as f16; 1-D tensors, conv biases and
 positional embeddings as f32, as whisper.cpp's own converter does.
+
+With `quantize = "q8_0"` or `"q5_0"` the 2-D weight matrices (attention, MLP,
+token embedding) are written in that ggml block format instead, as
+whisper.cpp's `quantize` tool would; the conv kernels stay f16, which is what
+whisper.cpp expects of a quantised model.
 """
 
 import json
@@ -20,6 +25,51 @@ GGML_MAGIC = 0x67676D6C
 N_FFT = 400
 N_MELS = 80
 SAMPLE_RATE = 16000
+GGML_QNT_VERSION = 2
+QUANT_BLOCK = 32  # values per block, for both formats
+# name: (ggml_ftype written in the header, ggml_type of each quantised tensor)
+QUANTS = {"q8_0": (7, 8), "q5_0": (8, 6)}
+
+
+def _blocks(arr):
+    """The matrix as rows of 32-value blocks, f32, shape [n_blocks, 32]."""
+    if arr.shape[-1] % QUANT_BLOCK:
+        raise ValueError(f"row length {arr.shape[-1]} is not a multiple of {QUANT_BLOCK}")
+    return np.ascontiguousarray(arr, dtype=np.float32).reshape(-1, QUANT_BLOCK)
+
+
+def quantize_q8_0(arr):
+    """ggml's block_q8_0: an f16 scale (largest magnitude / 127), then 32
+    int8 values rounded half away from zero."""
+    x = _blocks(arr)
+    d = np.abs(x).max(axis=1) / 127.0
+    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
+    v = x * inv[:, None]
+    q = np.trunc(v + np.copysign(0.5, v)).astype(np.int8)  # |v| ≤ 127: no clipping needed
+    out = np.empty((x.shape[0], 34), np.uint8)
+    out[:, :2] = d.astype(np.float16).view(np.uint8).reshape(-1, 2)
+    out[:, 2:] = q.view(np.uint8)
+    return out.tobytes()
+
+
+def quantize_q5_0(arr):
+    """ggml's block_q5_0: an f16 scale d = (value of largest magnitude) / -16,
+    then 32 5-bit values q = x/d + 16 (truncated after adding 0.5, at most
+    31): their high bits packed into a little-endian u32, value j at bit j,
+    then their low nibbles, value j and value j+16 sharing byte j."""
+    x = _blocks(arr)
+    at = np.abs(x).argmax(axis=1)
+    d = x[np.arange(x.shape[0]), at] / -16.0
+    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
+    q = np.minimum(31, (x * inv[:, None] + 16.5).astype(np.int8)).astype(np.uint8)
+    high = ((q >> 4) & 1).astype(np.uint32) << np.arange(QUANT_BLOCK, dtype=np.uint32)
+    qh = np.bitwise_or.reduce(high, axis=1).astype("<u4")
+    qs = (q[:, :16] & 0x0F) | ((q[:, 16:] & 0x0F) << 4)
+    out = np.empty((x.shape[0], 22), np.uint8)
+    out[:, :2] = d.astype(np.float16).view(np.uint8).reshape(-1, 2)
+    out[:, 2:6] = qh.view(np.uint8).reshape(-1, 4)
+    out[:, 6:] = qs
+    return out.tobytes()
 
 
 def read_ct2(path):
@@ -191,9 +241,14 @@ def _layers(v, side):
     return n
 
 
-def convert(inputs, out_path):
+def convert(inputs, out_path, quantize=None):
     """inputs: "model.bin" (or "model.bin.part1", "…part2", …) and
-    "vocabulary.txt" or "vocabulary.json"."""
+    "vocabulary.txt" or "vocabulary.json"; quantize: None (f16), "q8_0" or
+    "q5_0"."""
+    if quantize is not None and quantize not in QUANTS:
+        raise ValueError(f"quantize must be one of {sorted(QUANTS)}, not {quantize!r}")
+    ftype, qtype = QUANTS[quantize] if quantize else (1, None)
+    pack = {"q8_0": quantize_q8_0, "q5_0": quantize_q5_0}.get(quantize)
     v, spec = read_ct2(_joined_model(inputs, os.path.dirname(out_path)))
     if spec != "WhisperSpec":
         raise ValueError(f"not a Whisper model: {spec}")
@@ -203,7 +258,8 @@ def convert(inputs, out_path):
     n_text_ctx = v["decoder/position_encodings/encodings"].shape[0]
     n_mels = v["encoder/conv1/weight"].shape[1]
     head_dim = 64  # every Whisper size uses 64-wide heads
-    hparams = [n_vocab, n_audio_ctx, d_audio, d_audio // head_dim, n_enc, n_text_ctx, d_text, d_text // head_dim, n_dec, n_mels, 1]
+    hparams = [n_vocab, n_audio_ctx, d_audio, d_audio // head_dim, n_enc, n_text_ctx, d_text, d_text // head_dim, n_dec, n_mels]
+    hparams.append(ftype + GGML_QNT_VERSION * 1000 if quantize else ftype)
     filters = mel_filters(n_mels=n_mels)
     tokens = read_vocabulary(inputs.get("vocabulary.txt") or inputs["vocabulary.json"])
     with open(out_path, "wb") as f:
@@ -218,9 +274,15 @@ def convert(inputs, out_path):
         for name, arr in _tensors(v, n_enc, n_dec):
             arr = np.asarray(arr)
             keep_f32 = arr.ndim < 2 or name.endswith(("conv1.bias", "conv2.bias", "positional_embedding"))
-            arr = np.ascontiguousarray(arr, dtype=np.float32 if keep_f32 else np.float16)
+            quantized = pack is not None and arr.ndim == 2 and not keep_f32
+            if quantized:
+                ttype, data = qtype, pack(arr)
+            elif keep_f32:
+                ttype, data = 0, np.ascontiguousarray(arr, dtype=np.float32).tobytes()
+            else:
+                ttype, data = 1, np.ascontiguousarray(arr, dtype=np.float16).tobytes()
             encoded = name.encode()
-            f.write(struct.pack("<iii", arr.ndim, len(encoded), 0 if keep_f32 else 1))
+            f.write(struct.pack("<iii", arr.ndim, len(encoded), ttype))
             f.write(struct.pack(f"<{arr.ndim}i", *reversed(arr.shape)))
             f.write(encoded)
-            f.write(arr.tobytes())
+            f.write(data)

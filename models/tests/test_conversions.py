@@ -39,6 +39,38 @@ def installed(name):
     assert state == "installed", f"{name} is {state}: run models/vxmodels.py fetch"
     return path
 
+BLOCK_BYTES = {8: 34, 6: 22}  # ggml type -> bytes per 32 values (q8_0, q5_0)
+
+
+def _ggml_tokens(data):
+    """The vocabulary of a whisper ggml file, and the offset after it."""
+    pos = 48
+    rows, cols = struct.unpack_from("<ii", data, pos)
+    pos += 8 + rows * cols * 4
+    (n_tokens,) = struct.unpack_from("<i", data, pos)
+    pos += 4
+    tokens = []
+    for _ in range(n_tokens):
+        (n,) = struct.unpack_from("<i", data, pos)
+        tokens.append(data[pos + 4 : pos + 4 + n])
+        pos += 4 + n
+    return tokens, pos
+
+
+def _ggml_tensors(data):
+    """Yields (name, ggml type, (dims, offset of the data)) for each tensor."""
+    _, pos = _ggml_tokens(data)
+    while pos < len(data):
+        n_dims, name_len, ft = struct.unpack_from("<iii", data, pos)
+        pos += 12
+        dims = struct.unpack_from(f"<{n_dims}i", data, pos)[::-1]
+        pos += 4 * n_dims
+        name = data[pos : pos + name_len].decode()
+        pos += name_len
+        count = int(np.prod(dims))
+        yield name, ft, (dims, pos)
+        pos += count // 32 * BLOCK_BYTES[ft] if ft in BLOCK_BYTES else count * (2 if ft == 1 else 4)
+
 
 class WhisperGgml(unittest.TestCase):
     def test_mel_filters_match_openai_whispers_own(self):
@@ -51,6 +83,40 @@ class WhisperGgml(unittest.TestCase):
         self.assertEqual(ours.shape, (80, 201))
         self.assertLess(np.abs(ours - ref).max(), 1e-7)
 
+    def test_quantised_blocks_decode_to_the_weights_within_half_a_step(self):
+        # Decoded the way ggml's dequantize_row_q8_0 / _q5_0 read the blocks.
+        rng = np.random.default_rng(7)
+        w = (rng.standard_normal((6, 64)) * rng.uniform(0.01, 3, (6, 1))).astype(np.float32)
+        w[0, :32] = 0  # an all-zero block
+        q8 = np.frombuffer(whisper_ggml.quantize_q8_0(w), np.uint8).reshape(-1, 34)
+        d8 = q8[:, :2].copy().view(np.float16).astype(np.float32)
+        back8 = (q8[:, 2:].view(np.int8) * d8).reshape(w.shape)
+        q5 = np.frombuffer(whisper_ggml.quantize_q5_0(w), np.uint8).reshape(-1, 22)
+        d5 = q5[:, :2].copy().view(np.float16).astype(np.float32)
+        qh = q5[:, 2:6].copy().view("<u4")[:, 0]
+        low = np.concatenate([q5[:, 6:] & 0x0F, q5[:, 6:] >> 4], axis=1).astype(np.int32)
+        high = ((qh[:, None] >> np.arange(32, dtype=np.uint32)) & 1).astype(np.int32) << 4
+        back5 = ((low | high) - 16) * d5
+        back5 = back5.reshape(w.shape)
+        for back, levels in ((back8, 127), (back5, 16)):
+            step = np.abs(w.reshape(-1, 32)).max(axis=1, keepdims=True) / levels
+            err = np.abs(back.reshape(-1, 32) - w.reshape(-1, 32))
+            # Half a step, plus the f16 rounding of the scale over the range.
+            self.assertTrue((err <= step * (0.5 + 2e-3 * levels) + 1e-7).all(), err.max())
+        self.assertEqual(back8[0, :32].tolist(), [0.0] * 32)
+
+    def test_quantised_files_hold_quantised_matrices_and_f16_convolutions(self):
+        for quant, qtype in (("q8_0", 8), ("q5_0", 6)):
+            data = installed(f"whisper-tiny.en-{quant}").read_bytes()
+            ftype = struct.unpack_from("<i", data, 44)[0]
+            self.assertEqual(ftype, whisper_ggml.GGML_QNT_VERSION * 1000 + whisper_ggml.QUANTS[quant][0])
+            types = {name: t for name, t, _ in _ggml_tensors(data)}
+            self.assertEqual(types["decoder.token_embedding.weight"], qtype)
+            self.assertEqual(types["encoder.blocks.0.mlp.0.weight"], qtype)
+            self.assertEqual(types["encoder.conv1.weight"], 1)
+            self.assertEqual(types["encoder.positional_embedding"], 0)
+            self.assertEqual(types["decoder.ln.weight"], 0)
+
     def test_ggml_file_holds_every_ct2_tensor_under_whisper_names(self):
         with tempfile.TemporaryDirectory() as tmp:
             ct2, _ = whisper_ggml.read_ct2(package_files("whisper-tiny.en", tmp)["model.bin"])
@@ -59,31 +125,14 @@ class WhisperGgml(unittest.TestCase):
         self.assertEqual(magic, whisper_ggml.GGML_MAGIC)
         n_vocab, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer, _, _, _, n_text_layer, n_mels, ftype = hp
         self.assertEqual((n_vocab, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer, n_text_layer, n_mels, ftype), (51864, 1500, 384, 6, 4, 4, 80, 1))
-        pos = 48
-        rows, cols = struct.unpack_from("<ii", data, pos)
-        pos += 8 + rows * cols * 4
-        (n_tokens,) = struct.unpack_from("<i", data, pos)
-        pos += 4
-        tokens = []
-        for _ in range(n_tokens):
-            (n,) = struct.unpack_from("<i", data, pos)
-            tokens.append(data[pos + 4 : pos + 4 + n])
-            pos += 4 + n
-        self.assertEqual(n_tokens, 50256)
+        tokens, _ = _ggml_tokens(data)
+        self.assertEqual(len(tokens), 50256)
         self.assertEqual(tokens[:3], [b"!", b'"', b"#"])
         self.assertEqual(tokens[220], b" ")  # GPT-2's "Ġ" is a space byte
         tensors = {}
-        while pos < len(data):
-            n_dims, name_len, ft = struct.unpack_from("<iii", data, pos)
-            pos += 12
-            dims = struct.unpack_from(f"<{n_dims}i", data, pos)[::-1]
-            pos += 4 * n_dims
-            name = data[pos : pos + name_len].decode()
-            pos += name_len
+        for name, ft, (dims, pos) in _ggml_tensors(data):
             dtype = np.float16 if ft == 1 else np.float32
-            count = int(np.prod(dims))
-            tensors[name] = np.frombuffer(data, dtype, count, pos).reshape(dims)
-            pos += count * np.dtype(dtype).itemsize
+            tensors[name] = np.frombuffer(data, dtype, int(np.prod(dims)), pos).reshape(dims)
         # 4 encoder blocks × 15 + 4 decoder blocks × 24, plus 7 encoder and 4
         # decoder tensors outside the blocks: what whisper.cpp's loader counts.
         self.assertEqual(len(tensors), 4 * 15 + 4 * 24 + 7 + 4)

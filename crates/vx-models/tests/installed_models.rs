@@ -59,6 +59,14 @@ fn whisper_base_conversion_transcribes_clear_speech() {
     transcribes_clear_speech("whisper-base");
 }
 
+/// The quantised variants come from our own converter (scripts/test.sh
+/// fetches them): whisper.cpp must load them and still hear the sentence.
+#[test]
+fn whisper_tiny_en_quantised_conversions_transcribe_clear_speech() {
+    transcribes_clear_speech("whisper-tiny.en-q8_0");
+    transcribes_clear_speech("whisper-tiny.en-q5_0");
+}
+
 fn transcribes_clear_speech(name: &str) {
     let model = model_path(name, &cache()).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();

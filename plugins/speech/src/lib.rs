@@ -32,8 +32,10 @@
 //!    left out, so whisper never sees long silence or music, where small
 //!    models make up text.
 //! 3. **Transcription** ([`transcribe`]). whisper-rs, the model loaded once
-//!    in [`Speech::open`]: `VX_WHISPER_MODEL` = `whisper-tiny.en` (default)
-//!    or `whisper-base` (multilingual: it detects the language per chunk).
+//!    in [`Speech::open`]: `VX_WHISPER_MODEL` = `whisper-tiny.en` (default),
+//!    its quantised `whisper-tiny.en-q8_0` (1.12× faster, 44 % smaller;
+//!    see BENCHMARKS.md) or `-q5_0`, or `whisper-base` (multilingual: it
+//!    detects the language per chunk).
 //!    Greedy decoding, no context carried from chunk to chunk (a
 //!    hallucination cannot seed the next chunk), blank and non-speech tokens
 //!    suppressed. Segment times are whisper's, mapped from chunk to file

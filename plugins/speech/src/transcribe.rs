@@ -13,7 +13,12 @@ use crate::chunks::Chunk;
 /// The whisper model used unless `VX_WHISPER_MODEL` names another.
 pub const DEFAULT_MODEL: &str = "whisper-tiny.en";
 /// The whisper models in the manifest.
-pub const MODELS: &[&str] = &["whisper-tiny.en", "whisper-base"];
+pub const MODELS: &[&str] = &[
+    "whisper-tiny.en",
+    "whisper-tiny.en-q8_0",
+    "whisper-tiny.en-q5_0",
+    "whisper-base",
+];
 /// whisper.cpp refuses shorter input (100 ms) and does poorly on very short
 /// input; shorter chunks are padded with silence to this many samples (1 s).
 const MIN_SAMPLES: usize = 16_000;
