@@ -6,7 +6,8 @@ Reports (JSON in target/bench/result.json, and a Markdown table):
   bulk          files/s and media-seconds per wall-second, from the moment the
                 corpus lands in a watched folder (vxd warm and idle) to idle;
   first result  from a 10 s clip's close-write to its first searchable hit, and
-                to fully indexed (median of 3 clips, vxd warm and idle);
+                to fully indexed (median of 3 clips, vxd warm and idle), with
+                the clip's own lower bound;
   lower bound   decode CPU time plus each model's CPU time on exactly the
                 inputs vxd feeds it, in-process (vx-bench), over the cores;
                 the headline is end-to-end / lower bound;
@@ -210,7 +211,7 @@ def table(r):
         ("end-to-end / lower bound", f'{r["bulk"]["wall_s"] / lb["bound_s"]:.2f}', "≤ 1.3"),
         ("old architecture / ours", f'{old["wall_s"] / r["bulk"]["wall_s"]:.2f} (old {old["wall_s"]:.1f} s)', "≥ 1.5"),
         ("first searchable result, 10 s clip", f'{r["first"]["first_s"]:.2f} s', "≤ 1 s"),
-        ("10 s clip fully indexed", f'{r["first"]["full_s"]:.2f} s', "≤ 3 s"),
+        ("10 s clip fully indexed", f'{r["first"]["full_s"]:.2f} s (its lower bound {r["first"]["bound_s"]:.2f} s)', "≤ 3 s"),
         ("vxd RSS idle (fresh / after the corpus)", f'{r["idle_rss_mb"]["fresh"]:.0f} / {r["idle_rss_mb"]["after"]:.0f} MB', "≤ 50 MB"),
         ("peak RSS: vxd, hosts, decoders, total", f'{m["vxd_peak_mb"]:.0f}, {sum(m["hosts_peak_mb"].values()):.0f}, {sum(m["decoders_peak_mb"]):.0f}, {m["total_peak_mb"]:.0f} MB', ""),
         ("stripped binaries", ", ".join(f"{k} {v:.1f} MB" for k, v in r["footprint"]["stripped_mb"].items()), "each ≤ 25 MB"),
@@ -219,6 +220,7 @@ def table(r):
         rows.append(("clean release build", f'{r["footprint"]["clean_build_s"] / 60:.1f} min', "≤ 5 min"))
     lines = ["| measure | result | target |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines += ["", "Model CPU seconds on the corpus (in-process): " + ", ".join(f"{k} {v:.1f}" for k, v in lb["model_cpu_s"].items()) + ".",
+              "Model CPU seconds on one 10 s clip: " + ", ".join(f"{k} {v:.2f}" for k, v in r["first"]["model_cpu_s"].items()) + ".",
               "Per-host peak RSS (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in m["hosts_peak_mb"].items()) + "."]
     return "\n".join(lines)
 
@@ -256,6 +258,12 @@ def main():
             lb = json.loads(sh(str(BIN / "vx-bench"), "lower-bound", str(listing), str(d.config)))
             lb["bound_s"] = (lb["decode_cpu_s"] + sum(lb["model_cpu_s"].values())) / cores
             result["lower_bound"] = lb
+            clips = Path(t) / "clips.txt"
+            clips.write_text("\n".join(str(d.work / f"made{i}.mp4") for i in range(len(firsts))))
+            clb = json.loads(sh(str(BIN / "vx-bench"), "lower-bound", str(clips), str(d.config)))
+            n = len(firsts)
+            result["first"]["bound_s"] = (clb["decode_cpu_s"] + sum(clb["model_cpu_s"].values())) / cores / n
+            result["first"]["model_cpu_s"] = {k: v / n for k, v in clb["model_cpu_s"].items()}
             result["old"] = json.loads(sh(str(BIN / "vx-bench"), "old", str(listing), str(d.config)))
         finally:
             d.stop()
