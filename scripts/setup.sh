@@ -20,6 +20,8 @@ APT_PACKAGES=(
   python-kivy-examples
   # The search page's browser tests: headless Chromium over WebDriver.
   chromium chromium-driver
+  # The cluster's tests: a real NATS server with JetStream, on loopback.
+  nats-server
 )
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -103,6 +103,34 @@ pub fn status(s: &Status) -> String {
             ),
         );
     }
+    if let Some(c) = &s.cluster {
+        row(
+            "cluster",
+            format!(
+                "{} at {} · {} job(s) waiting for a worker · {} in progress · {} sent from here",
+                c.role,
+                shell::printable(&c.nats),
+                c.backlog,
+                c.in_flight,
+                c.waiting_here
+            ),
+        );
+        for w in &c.workers {
+            row(
+                "",
+                format!(
+                    "worker {}  {} done · {} of {} slot(s) busy · load {:.2} · seen {:.0} s ago · {}",
+                    shell::printable(&w.name),
+                    w.done,
+                    w.busy,
+                    w.slots,
+                    w.load,
+                    w.last_seen_s,
+                    w.plugins.join(", ")
+                ),
+            );
+        }
+    }
     let width = s.plugins.iter().map(|p| p.name.len()).max().unwrap_or(0);
     for (i, p) in s.plugins.iter().enumerate() {
         let state = serde_json::to_value(p.state)

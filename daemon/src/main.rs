@@ -74,7 +74,10 @@ fn main() {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let settings = Arc::new(Settings::load(args.config.as_deref())?);
-    if settings.watch.is_empty() {
+    let cluster = settings.cluster.clone();
+    let coordinates = cluster.as_ref().is_none_or(|c| c.coordinates());
+    let works = cluster.as_ref().is_none_or(|c| c.works());
+    if settings.watch.is_empty() && coordinates {
         bail!("no folders to watch: set `watch = [\"~/Videos\"]` in the config or VX_WATCH");
     }
     let filter = Arc::new(
@@ -147,10 +150,50 @@ fn run(args: Args) -> anyhow::Result<()> {
     let in_progress = Arc::new(in_progress);
     let socket_dir = control::prepare_socket_dir(&settings.socket)?;
     // Plugins are listed in status in the configured order, the embedder last.
-    let pools = Arc::new(start_pools(&settings, &state, &socket_dir));
+    let pools = Arc::new(match works {
+        true => start_pools(&settings, &state, &socket_dir),
+        false => vec![],
+    });
     let batch = Batch::new(index.clone(), state.clone(), settings.clone());
-    let pipelines: Vec<Pipeline> = (0..settings.jobs)
-        .map(|worker| {
+    let bus = match &cluster {
+        Some(c) => {
+            tracing::info!(nats = %c.nats, role = ?c.role, name = %c.name, "joining the cluster");
+            Some(Arc::new(vx_cluster::Bus::connect(c)?))
+        }
+        None => None,
+    };
+    let coordinator = bus
+        .as_ref()
+        .filter(|_| coordinates)
+        .map(|bus| vx_cluster::Coordinator::start(bus.clone()));
+    let worker = bus
+        .as_ref()
+        .filter(|_| works)
+        .map(|bus| vx_cluster::Worker::start(bus.clone(), settings.jobs));
+    if let Some(c) = &cluster {
+        state.lock().cluster = Some(state::ClusterView {
+            settings: c.clone(),
+            coordinator: coordinator.clone(),
+        });
+    }
+    // A coordinator has `in_flight` files out at once; a worker (or a
+    // machine on its own) works on `jobs` at once.
+    let mut modes: Vec<pipeline::Mode> = vec![];
+    if let Some(c) = &coordinator {
+        let n = cluster.as_ref().map_or(1, |c| c.in_flight);
+        modes.extend((0..n).map(|_| pipeline::Mode::Coordinator(c.clone())));
+    }
+    if let Some(w) = &worker {
+        modes.extend((0..settings.jobs).map(|_| pipeline::Mode::Worker(w.clone())));
+    }
+    if bus.is_none() {
+        modes.extend((0..settings.jobs).map(|_| pipeline::Mode::Local));
+    }
+    let n_pipelines = modes.len();
+    let pipelines: Vec<Pipeline> = modes
+        .into_iter()
+        .enumerate()
+        .map(|(worker, mode)| {
             Pipeline::new(
                 settings.clone(),
                 state.clone(),
@@ -160,6 +203,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 in_progress.clone(),
                 batch.clone(),
             )
+            .in_mode(mode)
         })
         .collect();
     let embedder = start_embedder(&settings, &state, &index, &socket_dir);
@@ -184,7 +228,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
     };
 
-    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(settings.jobs);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(n_pipelines);
     for (worker, pipeline) in pipelines.into_iter().enumerate() {
         let done_tx = done_tx.clone();
         std::thread::Builder::new()
@@ -200,13 +244,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         settle: Duration::from_millis(settings.settle_ms),
         rescan_every: Duration::from_secs_f64(settings.rescan_interval_s),
     };
-    let _watcher = watch::start(opts, state.clone(), index.clone());
+    // A worker watches nothing: its files come as jobs.
+    let _watcher = coordinates.then(|| watch::start(opts, state.clone(), index.clone()));
     let crawl_state = state.clone();
+    let crawl_roots = if coordinates {
+        filter.roots.clone()
+    } else {
+        vec![]
+    };
     std::thread::Builder::new()
         .name("crawl".into())
         .spawn(move || {
             let started = Instant::now();
-            for root in &filter.roots {
+            for root in &crawl_roots {
                 watch::crawl(
                     root,
                     &filter,
@@ -237,6 +287,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
         if last_status.elapsed() >= Duration::from_secs(2) {
             last_status = Instant::now();
+            if let Some(w) = &worker {
+                w.set_plugins(pipeline::running_plugins(&pools));
+            }
             sd::notify(&format!("STATUS={}", one_line_status(&state)));
         }
     }
@@ -244,9 +297,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     sd::notify("STOPPING=1");
     state.shut_down();
+    if let Some(w) = &worker {
+        w.shut_down();
+    }
     // Workers finish their current plugin call, waiting at most this long.
     let deadline = Instant::now() + Duration::from_secs(5);
-    let stopped = (0..settings.jobs).all(|_| done_rx.recv_deadline(deadline).is_ok());
+    let stopped = (0..n_pipelines).all(|_| done_rx.recv_deadline(deadline).is_ok());
     // What the workers put is committed, so the next start need not redo it.
     batch.commit();
     match Arc::try_unwrap(pools) {

@@ -2,6 +2,11 @@
 //! memory (by its decoder subprocess), runs every plugin host on it, and
 //! commits the results.
 //!
+//! In a cluster the middle step moves: a coordinator's pipeline publishes
+//! the file as a job and waits for its outcome instead of decoding, and a
+//! worker's pipeline takes jobs from the bus instead of the queue, decodes
+//! and runs its hosts, and sends the outcome back instead of indexing.
+//!
 //! A failure is recorded for that file and that plugin only. The file document
 //! and the other plugins' results are still indexed, and the daemon moves on.
 //! A failure that says the machine is short of something (memory, file
@@ -13,16 +18,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use vx_cluster::{Coordinator, Delivery, Outcome, Reply, Worker};
 use vx_config::Settings;
 use vx_decoder::Summary;
 use vx_index::{FileRecord, MediaIndex};
 use vx_media::{DecodeOptions, Packed};
-use vx_plugin_protocol::{FrameRef, Job, MediaKind, Needs, SegmentResult, ShmRef};
+use vx_plugin_protocol::{FrameRef, Job, MediaKind, SegmentResult, ShmRef};
 
 use crate::batch::Batch;
 use crate::decode::{Decoder, Failure};
 use crate::host::{HostLimits, decoder_exe};
-use crate::pool::{Outcome, Pool};
+use crate::pool::{self, Pool};
 use crate::state::{InProgress, State};
 
 /// The "plugin" name failures of decoding itself are recorded under.
@@ -44,7 +50,28 @@ pub fn fails_whole_file(plugin: &str) -> bool {
     plugin == DECODE || plugin == VXD
 }
 
+/// Where a pipeline's files come from and where its work happens.
+#[derive(Clone)]
+pub enum Mode {
+    /// Files from the queue, decoded and run here.
+    Local,
+    /// Files from the queue, sent to the cluster's workers.
+    Coordinator(Arc<Coordinator>),
+    /// Jobs from the cluster, decoded and run here, outcomes sent back.
+    Worker(Arc<Worker>),
+}
+
+/// The plugins' results for one file, or why there are none.
+enum Extracted {
+    Results(Vec<(String, Vec<SegmentResult>)>),
+    /// Not decodable: the record holds the failure; indexed by name.
+    Undecodable,
+    /// The machine was short of something: try the file again later.
+    ShortOf(String),
+}
+
 pub struct Pipeline {
+    mode: Mode,
     settings: Arc<Settings>,
     state: Arc<State>,
     index: Arc<MediaIndex>,
@@ -55,6 +82,8 @@ pub struct Pipeline {
     decoder: Decoder,
     in_progress: Arc<InProgress>,
     batch: Arc<Batch>,
+    /// Why the last decode failed for want of resources.
+    short_of: Option<String>,
 }
 
 /// What is to be done for one file.
@@ -63,8 +92,8 @@ struct Plan {
     /// Plugins whose stored results stay: same version on an unchanged
     /// file, or down.
     keep: Vec<String>,
-    /// The pools that run on it, with what each needs.
-    run: Vec<(usize, Needs)>,
+    /// The plugins that run on it.
+    run: Vec<String>,
 }
 
 impl Pipeline {
@@ -83,6 +112,7 @@ impl Pipeline {
             Duration::from_secs_f64(settings.decode_stall_s),
         );
         Self {
+            mode: Mode::Local,
             settings,
             state,
             index,
@@ -91,14 +121,32 @@ impl Pipeline {
             decoder,
             in_progress,
             batch,
+            short_of: None,
         }
+    }
+
+    /// This pipeline, in a cluster's `mode` (it starts [`Mode::Local`]).
+    pub fn in_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
     }
 
     /// Runs on its own thread until shutdown.
     pub fn run(mut self) {
-        self.decoder.start();
-        for pool in self.pools.iter() {
-            pool.wait_first_start();
+        if !matches!(self.mode, Mode::Coordinator(_)) {
+            self.decoder.start();
+            for pool in self.pools.iter() {
+                pool.wait_first_start();
+            }
+        }
+        if let Mode::Worker(worker) = self.mode.clone() {
+            self.take_jobs(&worker);
+            return;
+        }
+        if let Mode::Coordinator(c) = &self.mode
+            && !c.wait_for_workers(|| self.state.lock().shutting_down)
+        {
+            return;
         }
         while let Some(path) = self.state.next_job(self.worker) {
             let span = tracing::info_span!("file", worker = self.worker, path = %path.display());
@@ -121,11 +169,7 @@ impl Pipeline {
     /// A bug in vxd itself, met on `path`: that file fails with the panic's
     /// message, and the worker goes on.
     fn panicked(&mut self, path: &Path, payload: &(dyn std::any::Any + Send)) {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let message = panic_message(payload);
         tracing::error!("vxd panicked on this file: {message}");
         self.record_failure(
             path,
@@ -134,24 +178,26 @@ impl Pipeline {
         );
     }
 
-    /// The running plugins and their versions, e.g. `keyframes@1,ocr@2`.
+    /// The running plugins and their versions, e.g. `keyframes@1,ocr@2`:
+    /// this machine's, or for a coordinator, what its workers run.
     fn plugin_set(&self) -> String {
-        let plugins: Vec<String> = self
-            .pools
-            .iter()
-            .filter(|p| p.is_running())
-            .filter_map(|p| p.hello().map(|(v, _)| format!("{}@{v}", p.plugin())))
-            .collect();
-        plugins.join(",")
+        match &self.mode {
+            Mode::Coordinator(c) => c.plugins().unwrap_or_default().join(","),
+            _ => running_plugins(&self.pools).join(","),
+        }
     }
 
     /// Configured plugins that cannot run now: their hosts never started, or
-    /// they were disabled after failing again and again.
+    /// they were disabled after failing again and again (for a coordinator:
+    /// no worker runs them).
     fn down_plugins(&self) -> Vec<String> {
-        self.pools
+        let set = self.plugin_set();
+        let running: Vec<&str> = set.split(',').filter_map(|e| e.split('@').next()).collect();
+        self.settings
+            .plugins
             .iter()
-            .filter(|p| !p.is_running())
-            .map(|p| p.plugin().to_owned())
+            .filter(|p| *p != vx_config::TEXT_EMBED && !running.contains(&p.as_str()))
+            .cloned()
             .collect()
     }
 
@@ -244,12 +290,14 @@ impl Pipeline {
             return;
         };
         let started = Instant::now();
-        let Some((summary, packed)) = self.decode_for(&mut plan) else {
-            return;
+        let extracted = match self.mode.clone() {
+            Mode::Coordinator(c) => self.send_out(&c, &mut plan),
+            _ => self.extract(&mut plan, None),
         };
-        let decode_s = started.elapsed().as_secs_f64();
-        let Some(results) = self.run_plugins(&mut plan, &summary, packed) else {
-            return;
+        let results = match extracted {
+            Extracted::Results(r) => r,
+            Extracted::Undecodable => vec![],
+            Extracted::ShortOf(why) => return self.retry_later(&plan.record, why),
         };
         let segments: Vec<(&str, &SegmentResult)> = results
             .iter()
@@ -261,10 +309,200 @@ impl Pipeline {
             kind = plan.record.kind.as_str(),
             segments = segments.len(),
             failures = plan.record.failures.len(),
-            decode_s = format!("{decode_s:.2}"),
             total_s = format!("{:.2}", started.elapsed().as_secs_f64()),
             "indexed"
         );
+    }
+
+    /// Decodes the file once and runs the plugins of the plan on it. A
+    /// worker's `delivery` is kept alive for as long as the plugins may take.
+    fn extract(&mut self, plan: &mut Plan, delivery: Option<&Delivery>) -> Extracted {
+        let Some((summary, packed)) = self.decode_for(plan) else {
+            return match self.short_of.take() {
+                Some(why) => Extracted::ShortOf(format!("decoding: {why}")),
+                None => Extracted::Undecodable,
+            };
+        };
+        self.run_plugins(plan, &summary, packed, delivery)
+    }
+
+    /// The coordinator's middle step: the file goes out as a job (through
+    /// the object store unless the workers share its folder), and the plan's
+    /// record takes what the worker found.
+    fn send_out(&mut self, coordinator: &Coordinator, plan: &mut Plan) -> Extracted {
+        let cluster = self
+            .settings
+            .cluster
+            .as_ref()
+            .expect("a coordinator has [cluster]");
+        let record = &mut plan.record;
+        let job = vx_cluster::Job {
+            id: String::new(),
+            path: record.path.clone(),
+            content: record.content.clone(),
+            size: record.size,
+            plugins: plan.run.clone(),
+            in_store: false,
+        };
+        let upload = !vx_cluster::shared_with_workers(&record.path, &cluster.shared);
+        let reply = coordinator.submit(job, upload);
+        let reply = loop {
+            match reply.recv_timeout(Duration::from_millis(500)) {
+                Ok(r) => break r,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                    if !self.state.lock().shutting_down => {}
+                // Shutting down: the job stays queued; this vxd asks again
+                // after its restart.
+                Err(_) => return Extracted::ShortOf("vxd is shutting down".into()),
+            }
+        };
+        let outcome = match reply {
+            Reply::Done(outcome) => outcome,
+            Reply::Failed(why) => {
+                record.failures.push((VXD.into(), why));
+                return Extracted::Undecodable;
+            }
+        };
+        let Outcome {
+            kind,
+            info,
+            mut results,
+            failures,
+            thumbnails,
+            ..
+        } = *outcome;
+        record.kind = kind;
+        record.info = info;
+        record.failures.extend(failures);
+        let dir = self.settings.artefact_dir();
+        let _ = std::fs::create_dir_all(&dir);
+        for (name, bytes) in thumbnails {
+            if let Err(e) = std::fs::write(dir.join(&name), bytes) {
+                tracing::warn!("cannot store thumbnail {name}: {e}");
+            }
+        }
+        for seg in results.iter_mut().flat_map(|(_, s)| s.iter_mut()) {
+            if let Some(name) = seg.thumbnail.as_ref().and_then(|t| t.file_name()) {
+                seg.thumbnail = Some(dir.join(name));
+            }
+        }
+        match record.failures.iter().any(|(p, _)| fails_whole_file(p)) {
+            true => Extracted::Undecodable,
+            false => Extracted::Results(results),
+        }
+    }
+
+    /// A worker's loop: each job from the bus is decoded and run here, and
+    /// its outcome sent back; nothing is indexed on this machine.
+    fn take_jobs(&mut self, worker: &Worker) {
+        let inbox = self.settings.state_dir.join("cluster-inbox");
+        let first =
+            Duration::from_secs_f64(self.settings.deadline_base_s + self.settings.decode_stall_s);
+        while let Some(mut delivery) = worker.next(first) {
+            let job = delivery.job.clone();
+            let span = tracing::info_span!("job", worker = self.worker, path = %job.path.display(), attempt = delivery.attempt);
+            let _enter = span.enter();
+            let path = match delivery.fetch(&inbox) {
+                Ok(p) => p,
+                Err(why) => {
+                    tracing::warn!("cannot get the file: {why}");
+                    let outcome =
+                        self.outcome(&job, &Plan::for_job(&job, job.path.clone(), vec![]), vec![]);
+                    delivery.finish(Outcome {
+                        failures: vec![(DECODE.into(), why)],
+                        ..outcome
+                    });
+                    continue;
+                }
+            };
+            self.state.lock().working.insert(
+                self.worker,
+                vx_ctl_protocol::Current {
+                    path: job.path.clone(),
+                    plugin: None,
+                },
+            );
+            let run: Vec<String> = job
+                .plugins
+                .iter()
+                .filter(|p| self.pool(p).is_some_and(|pool| pool.is_running()))
+                .cloned()
+                .collect();
+            let mut plan = Plan::for_job(&job, path, run);
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.extract(&mut plan, Some(&delivery))
+            }));
+            let results = match run {
+                Ok(Extracted::Results(r)) => r,
+                Ok(Extracted::Undecodable) => vec![],
+                Ok(Extracted::ShortOf(why))
+                    if delivery.attempt
+                        < self.settings.cluster.as_ref().map_or(1, |c| c.max_deliver) =>
+                {
+                    tracing::warn!("{why}: the job goes back to the queue");
+                    self.state.finish(self.worker);
+                    delivery.give_back(RETRY_PAUSE);
+                    continue;
+                }
+                Ok(Extracted::ShortOf(why)) => {
+                    plan.record.failures.push((VXD.into(), why));
+                    vec![]
+                }
+                Err(payload) => {
+                    let message = panic_message(payload.as_ref());
+                    plan.record.failures.push((
+                        VXD.into(),
+                        format!("vxd panicked: {message} (please report this)"),
+                    ));
+                    vec![]
+                }
+            };
+            let outcome = self.outcome(&job, &plan, results);
+            delivery.finish(outcome);
+            self.state.finish(self.worker);
+        }
+    }
+
+    /// What a worker sends back for `job`: the plan's record and the
+    /// results, with the thumbnails they refer to.
+    fn outcome(
+        &self,
+        job: &vx_cluster::Job,
+        plan: &Plan,
+        results: Vec<(String, Vec<SegmentResult>)>,
+    ) -> Outcome {
+        let thumbnails = results
+            .iter()
+            .flat_map(|(_, segs)| segs.iter().filter_map(|s| s.thumbnail.as_ref()))
+            .filter_map(|t| {
+                Some((
+                    t.file_name()?.to_string_lossy().into_owned(),
+                    std::fs::read(t).ok()?,
+                ))
+            })
+            .collect();
+        Outcome {
+            job: job.id.clone(),
+            worker: self
+                .settings
+                .cluster
+                .as_ref()
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            kind: plan.record.kind,
+            info: plan.record.info.clone(),
+            plugins: running_plugins(&self.pools)
+                .into_iter()
+                .filter(|e| plan.run.iter().any(|p| e.split('@').next() == Some(p)))
+                .collect(),
+            results,
+            failures: plan.record.failures.clone(),
+            thumbnails,
+        }
+    }
+
+    fn pool(&self, plugin: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.plugin() == plugin)
     }
 
     /// Decides what the file needs: nothing (gone, unreadable, up to date,
@@ -374,36 +612,37 @@ impl Pipeline {
                     .filter(|(plugin, _)| keep.contains(plugin)),
             );
         }
-        let run = self
-            .pools
+        let run = current
             .iter()
-            .enumerate()
-            .filter(|(_, p)| p.is_running() && !keep.contains(&p.plugin().to_owned()))
-            .filter_map(|(i, p)| Some((i, p.hello()?.1)))
+            .filter_map(|e| e.split('@').next())
+            .filter(|p| !keep.iter().any(|k| k == p))
+            .map(str::to_owned)
             .collect();
         Some(Plan { record, keep, run })
     }
 
     /// Decodes once for every plugin that runs: each size any of them asked
-    /// for, and the audio if one wants it. A file that cannot be decoded is
-    /// indexed by name with the failure (or tried again later, when the
-    /// machine was short of something).
+    /// for, and the audio if one wants it. A file that cannot be decoded
+    /// gets the failure in its record (indexed by name with it, so it is not
+    /// retried until it changes), or, when the machine was short of
+    /// something, `short_of` says what.
     fn decode_for(&mut self, plan: &mut Plan) -> Option<(Summary, Packed)> {
         let path = plan.record.path.clone();
-        let opts = vx_decoder::options_for(&self.settings, plan.run.iter().map(|(_, n)| n));
+        let needs: Vec<_> = plan
+            .run
+            .iter()
+            .filter_map(|p| Some(self.pool(p)?.hello()?.1))
+            .collect();
+        let opts = vx_decoder::options_for(&self.settings, needs.iter());
         let (summary, packed) = match self.decode(&path, &opts) {
             Ok(d) => d,
             Err((_, Failure::Temporary(why))) if self.may_retry(&path) => {
-                self.retry_later(&plan.record, why);
+                self.short_of = Some(why);
                 return None;
             }
             Err((plugin, Failure::File(reason) | Failure::Temporary(reason))) => {
                 tracing::warn!("cannot decode: {reason}");
-                // Indexed by name with the failure, so it is not retried until it changes.
                 plan.record.failures.push((plugin.into(), reason));
-                // The results of the plugins that did not need to run stay.
-                let keep: Vec<&str> = plan.keep.iter().map(String::as_str).collect();
-                self.batch.add(&plan.record, &[], &keep);
                 return None;
             }
         };
@@ -428,7 +667,8 @@ impl Pipeline {
         plan: &mut Plan,
         summary: &Summary,
         packed: Packed,
-    ) -> Option<Vec<(String, Vec<SegmentResult>)>> {
+        delivery: Option<&Delivery>,
+    ) -> Extracted {
         let path = plan.record.path.clone();
         // Per second of media that was actually decoded: a container that
         // claims to last a year does not buy its plugins a year.
@@ -439,6 +679,9 @@ impl Pipeline {
         let deadline = Duration::from_secs_f64(
             self.settings.deadline_base_s + self.settings.deadline_per_media_s * media_s,
         );
+        if let Some(d) = delivery {
+            d.extend(deadline);
+        }
         let job = Job {
             id: 0,
             path: path.clone(),
@@ -453,11 +696,12 @@ impl Pipeline {
             audio: None,
             artefact_dir: self.settings.artefact_dir(),
         };
-        let mut pending: Vec<(String, Receiver<Outcome>)> = plan
+        let mut pending: Vec<(String, Receiver<pool::Outcome>)> = plan
             .run
             .iter()
-            .map(|&(i, needs)| {
-                let pool = &self.pools[i];
+            .filter_map(|p| {
+                let pool = self.pool(p)?;
+                let needs = pool.hello()?.1;
                 let job = Job {
                     frames: needs
                         .frame_max_side
@@ -466,7 +710,7 @@ impl Pipeline {
                     audio: packed.audio.filter(|_| needs.audio),
                     ..job.clone()
                 };
-                (pool.plugin().to_owned(), pool.submit(job, deadline))
+                Some((pool.plugin().to_owned(), pool.submit(job, deadline)))
             })
             .collect();
         let mut results = vec![];
@@ -486,7 +730,7 @@ impl Pipeline {
             match outcome {
                 Ok(segments) => {
                     results.push((plugin, segments));
-                    if results.len() == 1 && !pending.is_empty() {
+                    if results.len() == 1 && !pending.is_empty() && delivery.is_none() {
                         self.commit_early(plan, &results);
                     }
                 }
@@ -499,11 +743,10 @@ impl Pipeline {
             }
         }
         drop(packed); // every host has answered or died: release the segment
-        if let Some(why) = short_of {
-            self.retry_later(&plan.record, why);
-            return None;
+        match short_of {
+            Some(why) => Extracted::ShortOf(why),
+            None => Extracted::Results(results),
         }
-        Some(results)
     }
 
     /// Makes the file findable by its name, metadata and the first plugin's
@@ -545,7 +788,7 @@ impl Pipeline {
     }
 
     /// Status shows the plugins still working on this worker's file.
-    fn show_running(&self, pending: &[(String, Receiver<Outcome>)]) {
+    fn show_running(&self, pending: &[(String, Receiver<pool::Outcome>)]) {
         let names: Vec<&str> = pending.iter().map(|(p, _)| p.as_str()).collect();
         if let Some(c) = self.state.lock().working.get_mut(&self.worker) {
             c.plugin = Some(names.join(", "));
@@ -611,6 +854,44 @@ impl Pipeline {
             tracing::error!("index commit failed: {e}");
         }
     }
+}
+
+impl Plan {
+    /// A worker's plan for a job: everything runs, nothing is kept.
+    fn for_job(job: &vx_cluster::Job, path: PathBuf, run: Vec<String>) -> Self {
+        Plan {
+            record: FileRecord {
+                kind: vx_media::kind_from_extension(&job.path).unwrap_or(MediaKind::Video),
+                info: Default::default(),
+                size: job.size,
+                mtime: 0,
+                fingerprint: String::new(),
+                failures: vec![],
+                content: job.content.clone(),
+                plugin_set: String::new(),
+                path,
+            },
+            keep: vec![],
+            run,
+        }
+    }
+}
+
+/// `name@version` of each plugin whose hosts run.
+pub fn running_plugins(pools: &[Pool]) -> Vec<String> {
+    pools
+        .iter()
+        .filter(|p| p.is_running())
+        .filter_map(|p| p.hello().map(|(v, _)| format!("{}@{v}", p.plugin())))
+        .collect()
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The frames fitted to `side`, or, for a host that started after the file

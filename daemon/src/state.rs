@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use vx_ctl_protocol::{
@@ -69,6 +69,8 @@ pub struct Inner {
     pub stalled: Option<String>,
     /// What vx may use and the plan to keep to it, for status.
     pub budget: vx_ctl_protocol::Budget,
+    /// Set when this vxd is part of a cluster.
+    pub cluster: Option<ClusterView>,
     /// `index_hours` as minutes after midnight, local time.
     pub hours: Option<(u32, u32)>,
 }
@@ -365,6 +367,7 @@ impl State {
             embed_backlog: s.embed_backlog,
             failed_files_omitted: s.failed.len().saturating_sub(MAX_LISTED_FAILURES) as u64,
             budget: s.budget.clone(),
+            cluster: s.cluster.as_ref().map(ClusterView::status),
             stalled: s.stalled.clone().or_else(|| {
                 let hours = s.hours?;
                 (!within_hours(Some(hours)) && queued > 0).then(|| {
@@ -516,5 +519,25 @@ mod tests {
         assert!(!beside.is_finished());
         state.finish(1);
         assert_eq!(beside.join().unwrap(), Some(PathBuf::from("/m/c.mp4")));
+    }
+}
+
+/// What status shows of the cluster.
+pub struct ClusterView {
+    pub settings: vx_config::ClusterSettings,
+    /// Set on a coordinator, which hears the workers.
+    pub coordinator: Option<Arc<vx_cluster::Coordinator>>,
+}
+
+impl ClusterView {
+    fn status(&self) -> vx_ctl_protocol::ClusterStatus {
+        match &self.coordinator {
+            Some(c) => c.status(),
+            None => vx_ctl_protocol::ClusterStatus {
+                nats: self.settings.nats.clone(),
+                role: "worker".into(),
+                ..Default::default()
+            },
+        }
     }
 }

@@ -102,6 +102,76 @@ pub struct Settings {
     pub deadline_per_media_s: f64,
     /// The search page's port on 127.0.0.1; 0: no page.
     pub page_port: u16,
+    /// Work shared with other machines over NATS JetStream; `None`: this
+    /// machine does everything, as without the section.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// What this vxd does in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Watches, fingerprints, publishes a job per file and indexes results;
+    /// runs no models.
+    Coordinator,
+    /// Takes jobs: decodes once, runs its host pools, sends results back.
+    Worker,
+    /// Both in one process.
+    Both,
+}
+
+/// The `[cluster]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The NATS server, `nats://host:4222` (JetStream on).
+    pub nats: String,
+    pub role: Role,
+    /// This machine's name in status; empty: its host name.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub token: String,
+    /// Coordinator: folders the workers see too (shared storage, after
+    /// their `path_map`). Other files go through the JetStream object store.
+    #[serde(default)]
+    pub shared: Vec<PathBuf>,
+    /// Worker: `[["/coordinator/prefix", "/local/prefix"], …]`.
+    #[serde(default)]
+    pub path_map: Vec<(PathBuf, PathBuf)>,
+    /// Deliveries of a job before its file fails.
+    #[serde(default = "default_max_deliver")]
+    pub max_deliver: u32,
+    /// A worker that sends no sign of life for this long loses its job to
+    /// another worker.
+    #[serde(default = "default_ack_wait_s")]
+    pub ack_wait_s: f64,
+    /// Coordinator: jobs published and not yet answered, at most.
+    #[serde(default = "default_in_flight")]
+    pub in_flight: usize,
+}
+
+fn default_max_deliver() -> u32 {
+    3
+}
+fn default_ack_wait_s() -> f64 {
+    30.0
+}
+fn default_in_flight() -> usize {
+    32
+}
+
+impl ClusterSettings {
+    pub fn coordinates(&self) -> bool {
+        self.role != Role::Worker
+    }
+    pub fn works(&self) -> bool {
+        self.role != Role::Coordinator
+    }
 }
 
 impl Default for Settings {
@@ -136,6 +206,7 @@ impl Default for Settings {
             deadline_base_s: 30.0,
             deadline_per_media_s: 2.0,
             page_port: DEFAULT_PAGE_PORT,
+            cluster: None,
         }
     }
 }
@@ -297,6 +368,22 @@ impl Settings {
         if self.commit_batch == 0 {
             return Err(ConfigError::NotPositive("commit_batch"));
         }
+        if let Some(c) = &mut self.cluster {
+            if !c.nats.starts_with("nats://") {
+                return Err(ConfigError::NotPositive(
+                    "[cluster] nats (an address \"nats://host:4222\")",
+                ));
+            }
+            if c.max_deliver == 0 || c.in_flight == 0 || c.ack_wait_s.is_nan() || c.ack_wait_s < 1.0
+            {
+                return Err(ConfigError::NotPositive(
+                    "[cluster] max_deliver, in_flight and ack_wait_s (at least 1 s)",
+                ));
+            }
+            if c.name.is_empty() {
+                c.name = host_name();
+            }
+        }
         if self.frame_max_side < 16 {
             return Err(ConfigError::NotPositive("frame_max_side (at least 16)"));
         }
@@ -394,6 +481,27 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_section_is_read_and_checked() {
+        let s = Settings::from_toml(
+            "[cluster]\nnats = 'nats://127.0.0.1:4222'\nrole = 'worker'\n\
+             path_map = [['/srv/media', '/mnt/media']]",
+        )
+        .unwrap()
+        .finish()
+        .unwrap();
+        let c = s.cluster.unwrap();
+        assert_eq!(c.role, Role::Worker);
+        assert!(c.works() && !c.coordinates());
+        assert_eq!(c.max_deliver, 3);
+        assert!(!c.name.is_empty(), "the host name by default");
+        assert_eq!(c.path_map, [("/srv/media".into(), "/mnt/media".into())]);
+        let err = Settings::from_toml("[cluster]\nnats = 'nats://x:1'\nrole = 'boss'").unwrap_err();
+        assert!(err.contains("coordinator"), "{err}");
+        let bad = Settings::from_toml("[cluster]\nnats = 'http://x'\nrole = 'both'").unwrap();
+        assert!(bad.finish().unwrap_err().to_string().contains("nats://"));
+    }
+
+    #[test]
     fn env_overrides_file_and_defaults_fill_the_rest() {
         let mut s = Settings::from_toml("watch = ['/a']\nsocket = '/s/x.sock'").unwrap();
         s.apply_env(|k| match k {
@@ -451,4 +559,13 @@ mod tests {
         };
         assert!(matches!(s.finish(), Err(ConfigError::NotPositive(_))));
     }
+}
+
+/// The machine's host name ("vx" if it has none).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "vx".into())
 }

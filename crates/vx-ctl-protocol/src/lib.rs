@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The file beside the control socket (in vxd's 0700 runtime folder) that
 /// holds the search page's address with its token, while vxd serves it:
@@ -248,6 +248,39 @@ pub struct Status {
     /// Why indexing is held up and waits, e.g. the state dir is full.
     pub stalled: Option<String>,
     pub budget: Budget,
+    /// The cluster this vxd belongs to (a `[cluster]` section), if any.
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// The cluster, as this vxd sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub nats: String,
+    /// "coordinator", "worker" or "both".
+    pub role: String,
+    /// The workers heard from (coordinator).
+    pub workers: Vec<WorkerStatus>,
+    /// Files this coordinator has sent out and waits for.
+    pub waiting_here: usize,
+    /// Jobs no worker has taken yet.
+    pub backlog: u64,
+    /// Jobs taken and not yet answered.
+    pub in_flight: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub name: String,
+    /// `name@version` of each plugin it runs.
+    pub plugins: Vec<String>,
+    /// Jobs it takes at once, and those it has now.
+    pub slots: usize,
+    pub busy: usize,
+    /// Its machine's load average over a minute.
+    pub load: f64,
+    pub last_seen_s: f64,
+    /// Jobs it answered for this coordinator since it started.
+    pub done: u64,
 }
 
 /// What vx may use, from the config, and how vxd plans to stay within it.
