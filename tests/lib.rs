@@ -3,6 +3,7 @@
 
 pub mod webdriver;
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -224,7 +225,7 @@ impl Daemon {
         Self::launch(extra_toml, &[], true, populate)
     }
 
-    fn launch(
+    pub fn launch(
         extra_toml: &str,
         env: &[(&str, &str)],
         models: bool,
@@ -482,4 +483,138 @@ pub fn require_misbehave() {
         !String::from_utf8_lossy(&out.stderr).contains("not built into this host"),
         "vx-plugin-host lacks the misbehave plugin: build with --features vx-plugin-host/misbehave (scripts/test.sh does)"
     );
+}
+
+/// A `nats-server -js` on a free loopback port, its store in a temp dir.
+pub struct Nats {
+    pub port: u16,
+    store: tempfile::TempDir,
+    child: Child,
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = tempfile::tempdir().unwrap();
+        let child = Self::spawn(port, store.path());
+        Nats { port, store, child }
+    }
+
+    fn spawn(port: u16, store: &Path) -> Child {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs (scripts/setup.sh installs it)");
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            }),
+            "nats-server never listened on {port}"
+        );
+        child
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same port and
+    /// store, as a reboot of the NAS would.
+    pub fn restart(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap();
+        self.child = Self::spawn(self.port, self.store.path());
+    }
+}
+
+impl Nats {
+    fn cluster_toml(&self, role: &str, name: &str, extra: &str) -> String {
+        format!(
+            "[cluster]\nnats = \"{}\"\nrole = \"{role}\"\nname = \"{name}\"\nack_wait_s = 2.0\n{extra}\n",
+            self.url()
+        )
+    }
+
+    /// A coordinator watching its media folder, with `config` lines and
+    /// `cluster` lines in its `[cluster]` section; `shared` says whether
+    /// workers read files by path (they share this machine's disk) or get
+    /// them from the object store.
+    pub fn coordinator(&self, config: &str, shared: bool, cluster: &str, models: bool) -> Daemon {
+        let mut d = Daemon::launch(config, &[], models, |_| {});
+        let shared = match shared {
+            true => format!("shared = [{:?}]\n", d.media),
+            false => String::new(),
+        };
+        let toml = std::fs::read_to_string(&d.config).unwrap();
+        let cluster = self.cluster_toml("coordinator", "coordinator", &(shared + cluster));
+        std::fs::write(&d.config, toml + &cluster).unwrap();
+        d.restart();
+        d
+    }
+
+    /// A worker called `name`, with `config` lines and `cluster` lines in
+    /// its `[cluster]` section.
+    pub fn worker(&self, name: &str, config: &str, cluster: &str, models: bool) -> Daemon {
+        let toml = format!("{config}\n{}", self.cluster_toml("worker", name, cluster));
+        Daemon::launch(&toml, &[], models, |_| {})
+    }
+}
+
+/// A vxd's view of its cluster (`vxctl status --json`).
+pub fn cluster_status(d: &Daemon) -> Value {
+    d.json(&["status"])["cluster"].clone()
+}
+
+/// Jobs each worker answered for coordinator `d`, by name.
+pub fn done_by(d: &Daemon) -> Vec<(String, u64)> {
+    cluster_status(d)["workers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap().to_owned(),
+                w["done"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Puts `names` (BMP pictures) into `d`'s watched folder at once.
+pub fn drop_images(d: &Daemon, names: &[String]) {
+    let aside = d.root.path().join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    make_images(&aside, names);
+    std::fs::rename(&aside, d.media.join("drop")).unwrap();
+}
+
+/// Files indexed, as status counts them.
+pub fn indexed(d: &Daemon) -> u64 {
+    d.json(&["status"])["files"]["indexed"].as_u64().unwrap()
+}
+
+/// File documents in `d`'s index whose name holds `word`.
+pub fn files_named(d: &Daemon, word: &str) -> Vec<PathBuf> {
+    d.json(&["search", word, "--mode", "text", "--limit", "1000"])["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| PathBuf::from(f["path"].as_str().unwrap()))
+        .collect()
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

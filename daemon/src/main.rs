@@ -206,7 +206,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             .in_mode(mode)
         })
         .collect();
-    let embedder = start_embedder(&settings, &state, &index, &socket_dir);
+    // Words are embedded where they are indexed: not on a worker.
+    let embedder = match coordinates {
+        true => start_embedder(&settings, &state, &index, &socket_dir),
+        false => Err("a cluster worker indexes nothing: search on the coordinator".into()),
+    };
     let control = Arc::new(Control {
         state: state.clone(),
         index: index.clone(),
@@ -287,7 +291,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
         if last_status.elapsed() >= Duration::from_secs(2) {
             last_status = Instant::now();
-            if let Some(w) = &worker {
+            // A worker announces itself once every pool has started, so a
+            // coordinator never plans with half its plugins.
+            if let Some(w) = &worker
+                && pools.iter().all(pool::Pool::first_start_done)
+            {
                 w.set_plugins(pipeline::running_plugins(&pools));
             }
             sd::notify(&format!("STATUS={}", one_line_status(&state)));

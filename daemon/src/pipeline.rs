@@ -366,6 +366,7 @@ impl Pipeline {
         let Outcome {
             kind,
             info,
+            plugins,
             mut results,
             failures,
             thumbnails,
@@ -374,6 +375,19 @@ impl Pipeline {
         record.kind = kind;
         record.info = info;
         record.failures.extend(failures);
+        // What ran on the worker, and what was kept here: a plugin the
+        // worker lacks stays missing, and runs when the file is next planned.
+        let kept = record.plugin_set.split(',').filter(|e| {
+            plan.keep
+                .iter()
+                .any(|k| e.split('@').next() == Some(k.as_str()))
+        });
+        record.plugin_set = plugins
+            .iter()
+            .map(String::as_str)
+            .chain(kept)
+            .collect::<Vec<_>>()
+            .join(",");
         let dir = self.settings.artefact_dir();
         let _ = std::fs::create_dir_all(&dir);
         for (name, bytes) in thumbnails {
@@ -464,7 +478,7 @@ impl Pipeline {
     }
 
     /// What a worker sends back for `job`: the plan's record and the
-    /// results, with the thumbnails they refer to.
+    /// results, with the thumbnails they refer to (moved, not copied).
     fn outcome(
         &self,
         job: &vx_cluster::Job,
@@ -475,10 +489,10 @@ impl Pipeline {
             .iter()
             .flat_map(|(_, segs)| segs.iter().filter_map(|s| s.thumbnail.as_ref()))
             .filter_map(|t| {
-                Some((
-                    t.file_name()?.to_string_lossy().into_owned(),
-                    std::fs::read(t).ok()?,
-                ))
+                let bytes = std::fs::read(t).ok()?;
+                // Only the coordinator's copy is ever shown.
+                let _ = std::fs::remove_file(t);
+                Some((t.file_name()?.to_string_lossy().into_owned(), bytes))
             })
             .collect();
         Outcome {

@@ -147,6 +147,12 @@ impl Pool {
         }
     }
 
+    /// Whether the first host is up or has been disabled (see
+    /// [`wait_first_start`](Self::wait_first_start)).
+    pub fn first_start_done(&self) -> bool {
+        self.shared.known().first_start_done
+    }
+
     /// A host said Hello, and not every host is disabled.
     pub fn is_running(&self) -> bool {
         let known = self.shared.known();
