@@ -489,19 +489,35 @@ pub fn require_misbehave() {
 pub struct Nats {
     pub port: u16,
     store: tempfile::TempDir,
-    child: Child,
+    /// `None` while it is down.
+    child: Option<Child>,
 }
 
 impl Nats {
     pub fn start() -> Nats {
+        let mut nats = Self::not_yet();
+        nats.come_up();
+        nats
+    }
+
+    /// A port and a store for a server not started yet.
+    pub fn not_yet() -> Nats {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let store = tempfile::tempdir().unwrap();
-        let child = Self::spawn(port, store.path());
-        Nats { port, store, child }
+        Nats {
+            port,
+            store,
+            child: None,
+        }
+    }
+
+    /// Starts the server.
+    pub fn come_up(&mut self) {
+        self.child = Some(Self::spawn(self.port, self.store.path()));
     }
 
     fn spawn(port: u16, store: &Path) -> Child {
@@ -528,10 +544,12 @@ impl Nats {
     /// Stops the server (SIGTERM) and starts it again on the same port and
     /// store, as a reboot of the NAS would.
     pub fn restart(&mut self) {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap();
-        self.child = Self::spawn(self.port, self.store.path());
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            child.wait().unwrap();
+        }
+        self.come_up();
     }
 }
 
@@ -614,7 +632,9 @@ pub fn files_named(d: &Daemon, word: &str) -> Vec<PathBuf> {
 
 impl Drop for Nats {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -104,6 +104,12 @@ pub fn status(s: &Status) -> String {
         );
     }
     if let Some(c) = &s.cluster {
+        if !c.connected {
+            row(
+                "cluster",
+                format!("⚠ waiting for NATS at {}", shell::printable(&c.nats)),
+            );
+        }
         row(
             "cluster",
             format!(

@@ -158,7 +158,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     let bus = match &cluster {
         Some(c) => {
             tracing::info!(nats = %c.nats, role = ?c.role, name = %c.name, "joining the cluster");
-            Some(Arc::new(vx_cluster::Bus::connect(c)?))
+            if works {
+                // Copies a killed worker left behind.
+                let _ = std::fs::remove_dir_all(pipeline::cluster_inbox(&settings));
+            }
+            Some(vx_cluster::Bus::connect(c)?)
         }
         None => None,
     };
@@ -170,9 +174,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         .as_ref()
         .filter(|_| works)
         .map(|bus| vx_cluster::Worker::start(bus.clone(), settings.jobs));
-    if let Some(c) = &cluster {
+    if let Some(bus) = &bus {
         state.lock().cluster = Some(state::ClusterView {
-            settings: c.clone(),
+            bus: bus.clone(),
             coordinator: coordinator.clone(),
         });
     }

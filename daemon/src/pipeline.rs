@@ -68,6 +68,8 @@ enum Extracted {
     Undecodable,
     /// The machine was short of something: try the file again later.
     ShortOf(String),
+    /// vxd stops: the file is planned again at the next start.
+    Abandoned,
 }
 
 pub struct Pipeline {
@@ -151,15 +153,21 @@ impl Pipeline {
         while let Some(path) = self.state.next_job(self.worker) {
             let span = tracing::info_span!("file", worker = self.worker, path = %path.display());
             let _enter = span.enter();
+            // A coordinator decodes nothing: no file can kill it.
+            let notes = !matches!(self.mode, Mode::Coordinator(_));
             let deaths = self.state.lock().suspects.get(&path).copied();
-            self.in_progress
-                .begin(self.worker, &path, deaths.unwrap_or(0));
+            if notes {
+                self.in_progress
+                    .begin(self.worker, &path, deaths.unwrap_or(0));
+            }
             let run =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(&path)));
             if let Err(payload) = run {
                 self.panicked(&path, payload.as_ref());
             }
-            self.in_progress.end(self.worker);
+            if notes {
+                self.in_progress.end(self.worker);
+            }
             self.state.lock().suspects.remove(&path);
             self.state.finish(self.worker);
             self.purge_stale_once();
@@ -298,6 +306,7 @@ impl Pipeline {
             Extracted::Results(r) => r,
             Extracted::Undecodable => vec![],
             Extracted::ShortOf(why) => return self.retry_later(&plan.record, why),
+            Extracted::Abandoned => return,
         };
         let segments: Vec<(&str, &SegmentResult)> = results
             .iter()
@@ -353,7 +362,7 @@ impl Pipeline {
                     if !self.state.lock().shutting_down => {}
                 // Shutting down: the job stays queued; this vxd asks again
                 // after its restart.
-                Err(_) => return Extracted::ShortOf("vxd is shutting down".into()),
+                Err(_) => return Extracted::Abandoned,
             }
         };
         let outcome = match reply {
@@ -391,8 +400,12 @@ impl Pipeline {
         let dir = self.settings.artefact_dir();
         let _ = std::fs::create_dir_all(&dir);
         for (name, bytes) in thumbnails {
-            if let Err(e) = std::fs::write(dir.join(&name), bytes) {
-                tracing::warn!("cannot store thumbnail {name}: {e}");
+            // A bare file name, whatever the message says.
+            let Some(name) = Path::new(&name).file_name() else {
+                continue;
+            };
+            if let Err(e) = std::fs::write(dir.join(name), bytes) {
+                tracing::warn!("cannot store thumbnail {name:?}: {e}");
             }
         }
         for seg in results.iter_mut().flat_map(|(_, s)| s.iter_mut()) {
@@ -409,15 +422,23 @@ impl Pipeline {
     /// A worker's loop: each job from the bus is decoded and run here, and
     /// its outcome sent back; nothing is indexed on this machine.
     fn take_jobs(&mut self, worker: &Worker) {
-        let inbox = self.settings.state_dir.join("cluster-inbox");
-        let first =
-            Duration::from_secs_f64(self.settings.deadline_base_s + self.settings.decode_stall_s);
-        while let Some(mut delivery) = worker.next(first) {
+        let inbox = cluster_inbox(&self.settings);
+        while let Some(mut delivery) = worker.next() {
             let job = delivery.job.clone();
             let span = tracing::info_span!("job", worker = self.worker, path = %job.path.display(), attempt = delivery.attempt);
             let _enter = span.enter();
             let path = match delivery.fetch(&inbox) {
                 Ok(p) => p,
+                // Another worker may see it (a wrong path_map, a share not
+                // mounted here, the store restarting).
+                Err(why) if !delivery.is_last() => {
+                    tracing::warn!("cannot get the file: {why}; the job goes back to the queue");
+                    self.state
+                        .lock()
+                        .warn(format!("{}: {why}", job.path.display()));
+                    delivery.give_back(RETRY_PAUSE);
+                    continue;
+                }
                 Err(why) => {
                     tracing::warn!("cannot get the file: {why}");
                     let outcome =
@@ -449,10 +470,7 @@ impl Pipeline {
             let results = match run {
                 Ok(Extracted::Results(r)) => r,
                 Ok(Extracted::Undecodable) => vec![],
-                Ok(Extracted::ShortOf(why))
-                    if delivery.attempt
-                        < self.settings.cluster.as_ref().map_or(1, |c| c.max_deliver) =>
-                {
+                Ok(Extracted::ShortOf(why)) if !delivery.is_last() => {
                     tracing::warn!("{why}: the job goes back to the queue");
                     self.state.finish(self.worker);
                     delivery.give_back(RETRY_PAUSE);
@@ -462,6 +480,7 @@ impl Pipeline {
                     plan.record.failures.push((VXD.into(), why));
                     vec![]
                 }
+                Ok(Extracted::Abandoned) => vec![],
                 Err(payload) => {
                     let message = panic_message(payload.as_ref());
                     plan.record.failures.push((
@@ -889,6 +908,12 @@ impl Plan {
             run,
         }
     }
+}
+
+/// Where a worker keeps files fetched from the object store while it works
+/// on them.
+pub fn cluster_inbox(settings: &Settings) -> PathBuf {
+    settings.state_dir.join("cluster-inbox")
 }
 
 /// `name@version` of each plugin whose hosts run.

@@ -429,6 +429,27 @@ impl InProgress {
     }
 }
 
+/// What status shows of the cluster.
+pub struct ClusterView {
+    pub bus: Arc<vx_cluster::Bus>,
+    /// Set on a coordinator, which hears the workers.
+    pub coordinator: Option<Arc<vx_cluster::Coordinator>>,
+}
+
+impl ClusterView {
+    fn status(&self) -> vx_ctl_protocol::ClusterStatus {
+        match &self.coordinator {
+            Some(c) => c.status(),
+            None => vx_ctl_protocol::ClusterStatus {
+                nats: self.bus.settings().nats.clone(),
+                role: "worker".into(),
+                connected: self.bus.is_ready(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -519,25 +540,5 @@ mod tests {
         assert!(!beside.is_finished());
         state.finish(1);
         assert_eq!(beside.join().unwrap(), Some(PathBuf::from("/m/c.mp4")));
-    }
-}
-
-/// What status shows of the cluster.
-pub struct ClusterView {
-    pub settings: vx_config::ClusterSettings,
-    /// Set on a coordinator, which hears the workers.
-    pub coordinator: Option<Arc<vx_cluster::Coordinator>>,
-}
-
-impl ClusterView {
-    fn status(&self) -> vx_ctl_protocol::ClusterStatus {
-        match &self.coordinator {
-            Some(c) => c.status(),
-            None => vx_ctl_protocol::ClusterStatus {
-                nats: self.settings.nats.clone(),
-                role: "worker".into(),
-                ..Default::default()
-            },
-        }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::AckKind;
 use crossbeam_channel::{Receiver, Sender};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -27,7 +28,8 @@ pub enum Reply {
 /// A job published and not yet answered.
 struct Waiting {
     reply: Sender<Reply>,
-    in_store: bool,
+    /// The content hash its file is stored under in the object store.
+    stored: Option<String>,
     /// The workers that took it, in order.
     taken_by: Vec<String>,
 }
@@ -35,6 +37,8 @@ struct Waiting {
 #[derive(Default)]
 struct Shared {
     waiting: HashMap<String, Waiting>,
+    /// Files in the object store, by content hash: the jobs that use each.
+    stored: HashMap<String, usize>,
     workers: BTreeMap<String, (Heartbeat, Instant)>,
     /// Jobs each worker answered (first answers only).
     done: HashMap<String, u64>,
@@ -81,7 +85,9 @@ impl Coordinator {
     }
 
     /// Publishes a job for `path`; the reply comes on the returned channel.
-    /// With `upload`, the file goes through the object store first.
+    /// With `upload`, the file goes through the object store first, under
+    /// its content hash: identical files in flight at once are stored once,
+    /// and deleted when the last of their jobs is answered.
     pub fn submit(&self, mut job: Job, upload: bool) -> Receiver<Reply> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let seed = format!(
@@ -93,18 +99,29 @@ impl Coordinator {
         job.id = blake3::hash(seed.as_bytes()).to_hex()[..24].to_owned();
         job.in_store = upload;
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.shared.lock().unwrap().waiting.insert(
-            job.id.clone(),
-            Waiting {
-                reply: tx,
-                in_store: upload,
-                taken_by: vec![],
-            },
-        );
+        let first_copy = {
+            let mut shared = self.shared.lock().unwrap();
+            shared.waiting.insert(
+                job.id.clone(),
+                Waiting {
+                    reply: tx,
+                    stored: upload.then(|| job.content.clone()),
+                    taken_by: vec![],
+                },
+            );
+            upload && {
+                let users = shared.stored.entry(job.content.clone()).or_default();
+                *users += 1;
+                *users == 1
+            }
+        };
         self.bus.rt.block_on(async {
-            if upload {
-                match tokio::fs::File::open(&job.path).await {
-                    Ok(mut file) => self.bus.put_object(&job.id, &mut file).await,
+            // Another job's upload of the same content may still be under
+            // way: workers wait for the object if they must.
+            if upload && first_copy {
+                let open = || tokio::fs::File::open(&job.path);
+                match self.bus.put_object(&job.content, open).await {
+                    Ok(()) => {}
                     Err(e) => {
                         self.answer(
                             &job.id,
@@ -147,6 +164,7 @@ impl Coordinator {
         ClusterStatus {
             nats: self.bus.settings.nats.clone(),
             role: format!("{:?}", self.bus.settings.role).to_lowercase(),
+            connected: self.bus.is_ready(),
             workers: shared
                 .workers
                 .values()
@@ -182,8 +200,21 @@ impl Coordinator {
             tracing::debug!(job, "a reply nobody waits for (answered already)");
             return;
         };
-        if waiting.in_store {
-            self.bus.delete_object(job).await;
+        if let Some(content) = waiting.stored {
+            let last = {
+                let mut shared = self.shared.lock().unwrap();
+                let users = shared.stored.get_mut(&content).map_or(0, |n| {
+                    *n -= 1;
+                    *n
+                });
+                if users == 0 {
+                    shared.stored.remove(&content);
+                }
+                users == 0
+            };
+            if last {
+                self.bus.delete_object(&content).await;
+            }
         }
         let _ = waiting.reply.send(reply);
     }
@@ -221,19 +252,35 @@ impl Coordinator {
                         continue;
                     }
                 };
-                match self
+                let body = match self
                     .bus
                     .body(message.headers.as_ref(), &message.payload)
                     .await
                 {
-                    Ok(body) => match decode::<Outcome>(&body) {
-                        Ok(outcome) => {
-                            let job = outcome.job.clone();
-                            self.answer(&job, Reply::Done(Box::new(outcome))).await;
-                        }
-                        Err(e) => tracing::error!("an outcome that does not decode: {e}"),
-                    },
-                    Err(e) => tracing::error!("an outcome's body cannot be read: {e}"),
+                    Ok(body) => body,
+                    Err(e) => {
+                        // The store may be restarting: the outcome comes again.
+                        tracing::warn!("an outcome's body cannot be read now: {e}");
+                        let _ = message
+                            .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
+                            .await;
+                        continue;
+                    }
+                };
+                match decode::<Outcome>(&body) {
+                    Ok(outcome) => {
+                        let job = outcome.job.clone();
+                        self.answer(&job, Reply::Done(Box::new(outcome))).await;
+                    }
+                    // Its id is the job's: the file fails, rather than wait.
+                    Err(e) => {
+                        let job = message_id(message.headers.as_ref());
+                        let why = format!(
+                            "its worker's answer cannot be read ({e}): do all machines run the same vx?"
+                        );
+                        tracing::error!(job, "{why}");
+                        self.answer(&job, Reply::Failed(why)).await;
+                    }
                 }
                 if let Err(e) = message.double_ack().await {
                     tracing::warn!("acking an outcome: {e}");
@@ -331,6 +378,14 @@ impl Coordinator {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
+}
+
+/// The `Nats-Msg-Id` of a message: the job's id, for jobs and outcomes.
+pub(crate) fn message_id(headers: Option<&async_nats::HeaderMap>) -> String {
+    headers
+        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default()
 }
 
 /// Why a job that ran out of deliveries fails its file.

@@ -23,6 +23,7 @@ mod coordinator;
 mod worker;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, object_store, stream};
@@ -43,7 +44,8 @@ const WORKERS: &str = "workers";
 const RESULTS: &str = "VX_RESULTS";
 const RESULTS_SUBJECT: &str = "vx.results";
 const COORDINATOR: &str = "coordinator";
-/// Files without a shared path, and blobs, keyed by job.
+/// Files without a shared path (keyed by content hash), and blobs (by the
+/// id of the message they belong to).
 const BUCKET: &str = "vx-media";
 /// Core NATS subjects (not stored): workers' heartbeats and job starts.
 const HEARTBEAT: &str = "vx.heartbeat";
@@ -84,8 +86,8 @@ pub struct Job {
     pub size: u64,
     /// The plugins to run (names).
     pub plugins: Vec<String>,
-    /// The file is in the object store under the job's id: no worker sees
-    /// its path.
+    /// The file is in the object store under its content hash: no worker
+    /// sees its path.
     pub in_store: bool,
 }
 
@@ -145,15 +147,26 @@ pub struct Bus {
     rt: tokio::runtime::Runtime,
     client: async_nats::Client,
     js: jetstream::Context,
-    store: object_store::ObjectStore,
+    /// Set once the streams, consumers and object store are there.
+    ready: tokio::sync::OnceCell<Ready>,
     settings: ClusterSettings,
 }
 
+/// What the set-up found on the server.
+struct Ready {
+    store: object_store::ObjectStore,
+    /// The jobs consumer's own ack wait and deliveries: the first vxd to
+    /// create it chose them, and every worker goes by them.
+    ack_wait: Duration,
+    max_deliver: u32,
+}
+
 impl Bus {
-    /// Connects and makes sure the streams, consumers and the object store
-    /// exist. The server may be down: the client keeps trying, and this
-    /// waits (logging) until the set-up has gone through.
-    pub fn connect(settings: &ClusterSettings) -> Result<Self, ClusterError> {
+    /// Connects, and makes sure in the background that the streams,
+    /// consumers and object store exist. The server may be down: the client
+    /// keeps trying, and what needs the server waits until it is there
+    /// ([`Bus::is_ready`] says whether it is).
+    pub fn connect(settings: &ClusterSettings) -> Result<Arc<Self>, ClusterError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("nats")
@@ -174,30 +187,51 @@ impl Bus {
         let client = rt
             .block_on(options.connect(settings.nats.as_str()))
             .map_err(|e| ClusterError::Connect(settings.nats.clone(), e.to_string()))?;
-        let _runtime = rt.enter(); // the JetStream context needs it
-        let js = jetstream::new(client.clone());
-        let store = rt.block_on(async {
-            loop {
-                match set_up(&js, settings).await {
-                    Ok(store) => return store,
-                    Err(e) => {
-                        tracing::warn!("NATS at {} not ready: {e}; trying again", settings.nats);
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        });
-        Ok(Self {
+        let js = {
+            let _runtime = rt.enter(); // the JetStream context needs it
+            jetstream::new(client.clone())
+        };
+        let bus = Arc::new(Self {
             rt,
             client,
             js,
-            store,
+            ready: tokio::sync::OnceCell::new(),
             settings: settings.clone(),
-        })
+        });
+        let me = bus.clone();
+        bus.rt.spawn(async move {
+            me.ready().await;
+        });
+        Ok(bus)
     }
 
     pub fn settings(&self) -> &ClusterSettings {
         &self.settings
+    }
+
+    /// Whether the server has answered and the set-up is done.
+    pub fn is_ready(&self) -> bool {
+        self.ready.initialized()
+    }
+
+    /// The set-up, done once, retried until the server is there.
+    async fn ready(&self) -> &Ready {
+        self.ready
+            .get_or_init(|| async {
+                loop {
+                    match set_up(&self.js, &self.settings).await {
+                        Ok(ready) => return ready,
+                        Err(e) => {
+                            tracing::warn!(
+                                "NATS at {} not ready: {e}; trying again",
+                                self.settings.nats
+                            );
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            })
+            .await
     }
 
     /// Publishes `body` on `subject` under message id `id`, through the
@@ -205,13 +239,16 @@ impl Bus {
     /// is stored once) until the server has it.
     async fn publish(&self, subject: &'static str, id: &str, body: Bytes) {
         let mut headers = HeaderMap::new();
-        let payload = if body.len() > INLINE_MAX {
-            let name = format!("blob-{id}");
-            self.put_object(&name, &mut &body[..]).await;
-            headers.insert(BLOB_HEADER, name.as_str());
-            Bytes::new()
-        } else {
-            body
+        // Named for this publication: a second one under the same id (a
+        // redelivered job's outcome) is dropped, and its blob with it.
+        let blob = (body.len() > INLINE_MAX).then(|| format!("blob-{id}-{}", unique()));
+        let payload = match &blob {
+            Some(name) => {
+                let _ = self.put_object(name, || async { Ok(&body[..]) }).await;
+                headers.insert(BLOB_HEADER, name.as_str());
+                Bytes::new()
+            }
+            None => body,
         };
         let mut delay = Duration::from_millis(100);
         loop {
@@ -220,11 +257,16 @@ impl Bus {
                 .headers(headers.clone())
                 .message_id(id);
             let sent = match self.js.send_publish(subject, message).await {
-                Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+                Ok(ack) => ack.await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             match sent {
-                Ok(()) => return,
+                Ok(ack) => {
+                    if let (true, Some(name)) = (ack.duplicate, &blob) {
+                        self.delete_object(name).await;
+                    }
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!("publishing to {subject}: {e}; trying again");
                     tokio::time::sleep(delay).await;
@@ -245,7 +287,7 @@ impl Bus {
             return Ok(payload.clone());
         };
         let name = name.as_str().to_owned();
-        let mut object = self.store.get(&name).await.map_err(js_err)?;
+        let mut object = self.ready().await.store.get(&name).await.map_err(js_err)?;
         let mut body = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut object, &mut body)
             .await
@@ -254,26 +296,47 @@ impl Bus {
         Ok(body.into())
     }
 
-    /// Stores `data` under `name`, retrying until the server has it.
-    async fn put_object(&self, name: &str, data: &mut (impl tokio::io::AsyncRead + Unpin)) {
-        // A reader cannot be rewound: read it once, then retry from memory.
-        let mut bytes = Vec::new();
-        if let Err(e) = tokio::io::AsyncReadExt::read_to_end(data, &mut bytes).await {
-            tracing::error!("cannot read what goes to the object store as {name}: {e}");
-        }
+    /// Stores what `open` reads under `name`, streaming it, and opening it
+    /// again for each try until the server has it all. Fails only when it
+    /// cannot be opened.
+    async fn put_object<R, F, Fut>(&self, name: &str, open: F) -> std::io::Result<()>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = std::io::Result<R>>,
+    {
+        let store = &self.ready().await.store;
         let mut delay = Duration::from_millis(100);
-        while let Err(e) = self.store.put(name, &mut &bytes[..]).await {
-            tracing::warn!("object store, putting {name}: {e}; trying again");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
+        loop {
+            let mut data = open().await?;
+            match store.put(name, &mut data).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!("object store, putting {name}: {e}; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
         }
     }
 
     async fn delete_object(&self, name: &str) {
-        if let Err(e) = self.store.delete(name).await {
+        if let Err(e) = self.ready().await.store.delete(name).await {
             tracing::warn!("object store, deleting {name}: {e}");
         }
     }
+}
+
+/// A name no other publication uses.
+fn unique() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let seed = format!("{}:{now}:{n}", std::process::id());
+    blake3::hash(seed.as_bytes()).to_hex()[..16].to_owned()
 }
 
 /// The streams, their consumers and the object store, created if missing.
@@ -281,7 +344,7 @@ impl Bus {
 async fn set_up(
     js: &jetstream::Context,
     settings: &ClusterSettings,
-) -> Result<object_store::ObjectStore, ClusterError> {
+) -> Result<Ready, ClusterError> {
     let queue = |name: &str, subject: &str| stream::Config {
         name: name.into(),
         subjects: vec![subject.into()],
@@ -294,18 +357,19 @@ async fn set_up(
         .get_or_create_stream(queue(JOBS, JOBS_SUBJECT))
         .await
         .map_err(js_err)?;
-    jobs.get_or_create_consumer(
-        WORKERS,
-        consumer::pull::Config {
-            durable_name: Some(WORKERS.into()),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs_f64(settings.ack_wait_s),
-            max_deliver: settings.max_deliver as i64,
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(js_err)?;
+    let workers: consumer::PullConsumer = jobs
+        .get_or_create_consumer(
+            WORKERS,
+            consumer::pull::Config {
+                durable_name: Some(WORKERS.into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs_f64(settings.ack_wait_s),
+                max_deliver: settings.max_deliver as i64,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(js_err)?;
     let results = js
         .get_or_create_stream(queue(RESULTS, RESULTS_SUBJECT))
         .await
@@ -321,8 +385,8 @@ async fn set_up(
         )
         .await
         .map_err(js_err)?;
-    match js.get_object_store(BUCKET).await {
-        Ok(store) => Ok(store),
+    let store = match js.get_object_store(BUCKET).await {
+        Ok(store) => store,
         Err(_) => js
             .create_object_store(object_store::Config {
                 bucket: BUCKET.into(),
@@ -330,8 +394,24 @@ async fn set_up(
                 ..Default::default()
             })
             .await
-            .map_err(js_err),
+            .map_err(js_err)?,
+    };
+    let config = &workers.cached_info().config;
+    if config.ack_wait != Duration::from_secs_f64(settings.ack_wait_s)
+        || config.max_deliver != settings.max_deliver as i64
+    {
+        tracing::warn!(
+            "the job queue was set up with ack_wait_s = {} and max_deliver = {}: those hold, \
+             not this config's",
+            config.ack_wait.as_secs_f64(),
+            config.max_deliver
+        );
     }
+    Ok(Ready {
+        store,
+        ack_wait: config.ack_wait,
+        max_deliver: config.max_deliver.max(1) as u32,
+    })
 }
 
 #[cfg(test)]

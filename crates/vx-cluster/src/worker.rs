@@ -14,9 +14,11 @@ use crate::{
     Started, WORKERS, decode, encode,
 };
 
+/// How long a worker waits for a file to appear in the object store.
+const STORE_WAIT: Duration = Duration::from_secs(60);
 /// How long one pull waits for a job before asking again (and checking
 /// for shutdown).
-const PULL_WAIT: Duration = Duration::from_secs(2);
+const PULL_WAIT: Duration = Duration::from_secs(1);
 
 pub struct Worker {
     bus: Arc<Bus>,
@@ -27,13 +29,17 @@ pub struct Worker {
 }
 
 /// A job this worker holds. While it lives, a task tells the server the
-/// job is in progress, until its deadline: a worker stuck past it loses the
-/// job to another. Dropped without [`Delivery::finish`] (vxd panicked),
-/// the job goes back at once.
+/// job is in progress: through the fetch and the decode (whose own watchdog
+/// stops a decoder that makes no progress), then until the deadline set
+/// with [`Delivery::extend`] once the file's duration is known. A worker
+/// stuck past it loses the job to another. Dropped without
+/// [`Delivery::finish`] (vxd panicked), the job goes back at once.
 pub struct Delivery {
     pub job: Job,
     /// Which delivery this is, from 1.
     pub attempt: u32,
+    /// The most deliveries a job gets.
+    max_deliver: u32,
     bus: Arc<Bus>,
     message: Arc<async_nats::jetstream::Message>,
     /// Milliseconds since `since` until which the job is kept alive.
@@ -72,7 +78,7 @@ impl Worker {
     }
 
     /// The next job, blocking; `None` once shut down.
-    pub fn next(&self, first_deadline: Duration) -> Option<Delivery> {
+    pub fn next(&self) -> Option<Delivery> {
         let bus = &self.bus;
         let consumer: PullConsumer = bus.rt.block_on(async {
             loop {
@@ -118,35 +124,49 @@ impl Worker {
             let job = match decode::<Job>(&message.payload) {
                 Ok(job) => job,
                 Err(e) => {
-                    tracing::error!("a job that does not decode, dropped: {e}");
-                    let _ = bus.rt.block_on(message.ack_with(AckKind::Term));
+                    // Answered, so that its file fails instead of waiting.
+                    let why = format!(
+                        "a worker cannot read its job ({e}): do all machines run the same vx?"
+                    );
+                    tracing::error!("{why}");
+                    let id = crate::coordinator::message_id(message.headers.as_ref());
+                    let outcome = Outcome {
+                        job: id.clone(),
+                        worker: bus.settings.name.clone(),
+                        kind: vx_plugin_protocol::MediaKind::Video,
+                        info: Default::default(),
+                        plugins: vec![],
+                        results: vec![],
+                        failures: vec![("vxd".into(), why)],
+                        thumbnails: vec![],
+                    };
+                    bus.rt.block_on(async {
+                        bus.publish(RESULTS_SUBJECT, &id, encode(&outcome)).await;
+                        let _ = message.ack_with(AckKind::Term).await;
+                    });
                     continue;
                 }
             };
-            let delivery = self.hold(job, attempt, message, first_deadline);
+            let delivery = self.hold(job, attempt, message);
             self.gate.enter(delivery.alone);
             return Some(delivery);
         }
         None
     }
 
-    fn hold(
-        &self,
-        job: Job,
-        attempt: u32,
-        message: async_nats::jetstream::Message,
-        first_deadline: Duration,
-    ) -> Delivery {
+    fn hold(&self, job: Job, attempt: u32, message: async_nats::jetstream::Message) -> Delivery {
         let bus = self.bus.clone();
         let message = Arc::new(message);
         let since = Instant::now();
-        let alive_until = Arc::new(AtomicU64::new(first_deadline.as_millis() as u64));
+        let alive_until = Arc::new(AtomicU64::new(u64::MAX));
+        let ready = bus.rt.block_on(bus.ready());
+        let (ack_wait, max_deliver) = (ready.ack_wait, ready.max_deliver);
         let started = Started {
             job: job.id.clone(),
             worker: bus.settings.name.clone(),
             attempt,
         };
-        let every = Duration::from_secs_f64(bus.settings.ack_wait_s / 3.0);
+        let every = ack_wait / 3;
         // Flushed before the work starts: if the file kills this vxd, the
         // coordinator still learns who had it.
         bus.rt.block_on(async {
@@ -174,6 +194,7 @@ impl Worker {
         Delivery {
             job,
             attempt,
+            max_deliver,
             bus,
             message,
             alive_until,
@@ -203,6 +224,11 @@ impl Worker {
 }
 
 impl Delivery {
+    /// Whether the job goes to no other worker after this one.
+    pub fn is_last(&self) -> bool {
+        self.attempt >= self.max_deliver
+    }
+
     /// Keeps the job alive until `deadline` from now (once the file's
     /// duration is known).
     pub fn extend(&self, deadline: Duration) {
@@ -240,11 +266,22 @@ impl Delivery {
         self.fetched = Some(local.clone());
         let bus = &self.bus;
         bus.rt.block_on(async {
-            let mut object = bus
-                .store
-                .get(&self.job.id)
-                .await
-                .map_err(|e| e.to_string())?;
+            // Stored by content hash; a job for the same content as one
+            // already in flight finds the other's upload, perhaps not yet
+            // complete.
+            let mut waited = Duration::ZERO;
+            let mut object = loop {
+                match bus.ready().await.store.get(&self.job.content).await {
+                    Ok(object) => break object,
+                    Err(e) if waited >= STORE_WAIT => {
+                        return Err(format!("not in the object store: {e}"));
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        waited += Duration::from_millis(200);
+                    }
+                }
+            };
             let mut file = tokio::fs::File::create(&local)
                 .await
                 .map_err(|e| e.to_string())?;

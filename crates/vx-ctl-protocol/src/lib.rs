@@ -258,6 +258,8 @@ pub struct ClusterStatus {
     pub nats: String,
     /// "coordinator", "worker" or "both".
     pub role: String,
+    /// The NATS server answered and the streams are set up.
+    pub connected: bool,
     /// The workers heard from (coordinator).
     pub workers: Vec<WorkerStatus>,
     /// Files this coordinator has sent out and waits for.
