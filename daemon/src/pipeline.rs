@@ -150,11 +150,11 @@ impl Pipeline {
         {
             return;
         }
+        // A coordinator decodes nothing: no file can kill it.
+        let notes = !matches!(self.mode, Mode::Coordinator(_));
         while let Some(path) = self.state.next_job(self.worker) {
             let span = tracing::info_span!("file", worker = self.worker, path = %path.display());
             let _enter = span.enter();
-            // A coordinator decodes nothing: no file can kill it.
-            let notes = !matches!(self.mode, Mode::Coordinator(_));
             let deaths = self.state.lock().suspects.get(&path).copied();
             if notes {
                 self.in_progress
@@ -195,12 +195,14 @@ impl Pipeline {
         }
     }
 
-    /// Configured plugins that cannot run now: their hosts never started, or
-    /// they were disabled after failing again and again (for a coordinator:
-    /// no worker runs them).
-    fn down_plugins(&self) -> Vec<String> {
-        let set = self.plugin_set();
-        let running: Vec<&str> = set.split(',').filter_map(|e| e.split('@').next()).collect();
+    /// Configured plugins not in `plugin_set` (see [`plugin_set`](Self::plugin_set)):
+    /// their hosts never started, or were disabled after failing again and
+    /// again (for a coordinator: no worker runs them).
+    fn down_plugins(&self, plugin_set: &str) -> Vec<String> {
+        let running: Vec<&str> = plugin_set
+            .split(',')
+            .filter_map(|e| e.split('@').next())
+            .collect();
         self.settings
             .plugins
             .iter()
@@ -559,7 +561,7 @@ impl Pipeline {
         };
         let fingerprint = Self::fingerprint(&meta);
         let plugin_set = self.plugin_set();
-        let down = self.down_plugins();
+        let down = self.down_plugins(&plugin_set);
         let forced = self.state.lock().force.remove(path);
         let stored = if forced {
             None

@@ -289,18 +289,20 @@ impl Coordinator {
         }
     }
 
-    async fn hear_workers(self: Arc<Self>) {
-        let client = &self.bus.client;
-        let (heartbeats, starts) = loop {
-            match (
-                client.subscribe(crate::HEARTBEAT).await,
-                client.subscribe(STARTED).await,
-            ) {
-                (Ok(h), Ok(s)) => break (h, s),
-                _ => tokio::time::sleep(Duration::from_secs(1)).await,
+    /// A subscription to `subject`, asked for again until the client has it.
+    async fn subscribe(&self, subject: String) -> async_nats::Subscriber {
+        loop {
+            match self.bus.client.subscribe(subject.clone()).await {
+                Ok(s) => return s,
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
-        };
-        let beats = heartbeats.map(|m| (true, m.payload));
+        }
+    }
+
+    async fn hear_workers(self: Arc<Self>) {
+        let beats = self.subscribe(crate::HEARTBEAT.into()).await;
+        let starts = self.subscribe(STARTED.into()).await;
+        let beats = beats.map(|m| (true, m.payload));
         let starts = starts.map(|m| (false, m.payload));
         let mut heard = futures_util::stream::select(beats, starts);
         while let Some((beat, payload)) = heard.next().await {
@@ -323,12 +325,7 @@ impl Coordinator {
     /// the server says so once. Its file fails, naming the workers.
     async fn fail_exhausted_jobs(self: Arc<Self>) {
         let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS}.{WORKERS}");
-        let mut advisories = loop {
-            match self.bus.client.subscribe(subject.clone()).await {
-                Ok(s) => break s,
-                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-            }
-        };
+        let mut advisories = self.subscribe(subject).await;
         while let Some(m) = advisories.next().await {
             let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&m.payload) else {
                 continue;

@@ -250,7 +250,7 @@ impl Bus {
             }
             None => body,
         };
-        let mut delay = Duration::from_millis(100);
+        let mut pause = Backoff::default();
         loop {
             let message = jetstream::message::PublishMessage::build()
                 .payload(payload.clone())
@@ -269,8 +269,7 @@ impl Bus {
                 }
                 Err(e) => {
                     tracing::warn!("publishing to {subject}: {e}; trying again");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    pause.wait().await;
                 }
             }
         }
@@ -306,15 +305,14 @@ impl Bus {
         Fut: std::future::Future<Output = std::io::Result<R>>,
     {
         let store = &self.ready().await.store;
-        let mut delay = Duration::from_millis(100);
+        let mut pause = Backoff::default();
         loop {
             let mut data = open().await?;
             match store.put(name, &mut data).await {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     tracing::warn!("object store, putting {name}: {e}; trying again");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    pause.wait().await;
                 }
             }
         }
@@ -324,6 +322,23 @@ impl Bus {
         if let Err(e) = self.ready().await.store.delete(name).await {
             tracing::warn!("object store, deleting {name}: {e}");
         }
+    }
+}
+
+/// Pauses between tries of what must reach the server: 100 ms, doubling
+/// up to 2 s.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(2));
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Worker {
     gate: Arc<Gate>,
     stop: AtomicBool,
     plugins: Mutex<Vec<String>>,
+    /// The jobs' consumer, looked up once (it is durable: a server restart
+    /// keeps it).
+    consumer: tokio::sync::OnceCell<PullConsumer>,
 }
 
 /// A job this worker holds. While it lives, a task tells the server the
@@ -62,6 +65,7 @@ impl Worker {
             gate: Arc::default(),
             stop: AtomicBool::new(false),
             plugins: Mutex::default(),
+            consumer: tokio::sync::OnceCell::new(),
         });
         bus.rt.handle().spawn(me.clone().beat());
         me
@@ -80,22 +84,25 @@ impl Worker {
     /// The next job, blocking; `None` once shut down.
     pub fn next(&self) -> Option<Delivery> {
         let bus = &self.bus;
-        let consumer: PullConsumer = bus.rt.block_on(async {
-            loop {
-                let found = async {
-                    let stream = bus.js.get_stream(JOBS).await.map_err(crate::js_err)?;
-                    stream.get_consumer(WORKERS).await.map_err(crate::js_err)
-                };
-                match found.await {
-                    Ok(c) => return Some(c),
-                    Err(_) if self.stop.load(Ordering::Relaxed) => return None,
-                    Err(e) => {
-                        tracing::warn!("cannot reach the job queue: {e}; trying again");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+        let consumer: &PullConsumer = bus
+            .rt
+            .block_on(self.consumer.get_or_try_init(|| async {
+                loop {
+                    let found = async {
+                        let stream = bus.js.get_stream(JOBS).await.map_err(crate::js_err)?;
+                        stream.get_consumer(WORKERS).await.map_err(crate::js_err)
+                    };
+                    match found.await {
+                        Ok(c) => return Ok(c),
+                        Err(_) if self.stop.load(Ordering::Relaxed) => return Err(()),
+                        Err(e) => {
+                            tracing::warn!("cannot reach the job queue: {e}; trying again");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
                     }
                 }
-            }
-        })?;
+            }))
+            .ok()?;
         while !self.stop.load(Ordering::Relaxed) {
             self.gate.wait_while_alone();
             let pulled = bus.rt.block_on(async {
